@@ -1,0 +1,92 @@
+"""One checkpoint file: the decoder's weights (safetensors, fp16) and, as JSON metadata, all that is
+needed to rebuild and use the model: format version, encoder and preprocessing, decoder
+hyper-parameters, vocabulary, decoding defaults, training data and split, dev metrics.
+
+It loads without unpickling code. The encoder's weights are not repeated in it: the encoder
+is named, and its pretrained weights come from the encoder registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .models.decoders import DecoderConfig
+from .models.encoders import Preprocess
+
+FORMAT_VERSION = 1
+META_KEY = "imgsum"
+
+
+@dataclass
+class ModelInfo:
+    encoder: str
+    preprocess: Preprocess
+    decoder: DecoderConfig
+    vocab: list[str]
+    decoding: dict = field(default_factory=lambda: {"beam": 3, "max_len": 20, "length_penalty": 0.0})
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelInfo":
+        d = json.loads(text)
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"checkpoint format version {version!r}; this imgsum reads version {FORMAT_VERSION}")
+        d["preprocess"] = Preprocess.from_dict(d["preprocess"])
+        d["decoder"] = DecoderConfig(**d["decoder"])
+        return cls(**d)
+
+
+def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info: ModelInfo) -> None:
+    """Writes atomically (a temporary file renamed into place): a failure never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors, seen = {}, set()
+    for name, t in state_dict.items():
+        if t.data_ptr() in seen:  # tied weights (output layer = embedding) are stored once
+            continue
+        seen.add(t.data_ptr())
+        tensors[name] = (t.half() if t.is_floating_point() else t).contiguous().cpu()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={META_KEY: info.to_json()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """The metadata alone, without reading the weights."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if META_KEY not in meta:
+        raise ValueError(f"{path}: not an imgsum checkpoint (no {META_KEY!r} metadata)")
+    return ModelInfo.from_json(meta[META_KEY])
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
+    """Weights as float32 tensors, and the metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    info = read_info(path)
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, info

@@ -1,0 +1,111 @@
+"""Reading real-world photos: any source, any mode, EXIF orientation, refusal of absurd sizes."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+#: Images with more pixels than this are refused before they are decoded (about 12k x 8k).
+MAX_PIXELS = 100_000_000
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+class ImageError(ValueError):
+    """An input that cannot be used as an image; the message says why."""
+
+
+def open_image(source: ImageInput, draft_size: int | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Returns an upright 8-bit RGB image from a path, encoded bytes, a PIL image or an array.
+
+    ``draft_size`` lets JPEG decoding scale down by a power of two while staying at least that large.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        return _from_array(source)
+    else:
+        image = _open_encoded(source)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(f"image is {width}x{height} pixels, more than the limit of {max_pixels:,}")
+    if draft_size and image.format == "JPEG":
+        image.draft("RGB", (draft_size, draft_size))
+    try:
+        image = ImageOps.exif_transpose(image)
+        return to_rgb(image)
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data surfaces on load
+        raise ImageError(f"cannot decode image: {err}") from err
+
+
+def _open_encoded(source: str | os.PathLike | bytes) -> Image.Image:
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        fp = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+            return Image.open(fp)
+    except FileNotFoundError as err:
+        raise ImageError(f"{name}: no such file") from err
+    except IsADirectoryError as err:
+        raise ImageError(f"{name}: is a directory") from err
+    except UnidentifiedImageError as err:
+        raise ImageError(f"{name}: not a readable image file") from err
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{name}: image too large ({err})") from err
+    except OSError as err:
+        raise ImageError(f"{name}: {err}") from err
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Converts any PIL mode to RGB: alpha over white, 16-bit and float scaled, CMYK and palette mapped."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        return _from_array(values)
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    """An array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), of any numeric type, as an RGB image."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(f"array of shape {array.shape} is not an image (want HxW, HxWx3 or HxWx4)")
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise ImageError(f"array image of {array.shape[1]}x{array.shape[0]} pixels is over the limit")
+    if array.dtype != np.uint8:
+        array = np.asarray(array, dtype=np.float64)
+        top = 1.0 if array.max(initial=0) <= 1.0 else (255.0 if array.max() <= 255 else 65535.0)
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return to_rgb(Image.fromarray(array))
+
+
+def find_images(inputs: list[str]) -> list[str]:
+    """Expands files, folders (recursively, image suffixes only) and glob patterns, keeping order."""
+    import glob
+
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif not path.exists() and glob.has_magic(item):
+            found += sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        else:
+            found.append(item)  # a missing file is kept, so that it is reported, not dropped
+    return found

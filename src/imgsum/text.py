@@ -1,0 +1,59 @@
+"""Caption text: the tokenizer and the vocabulary (built from the training split only)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Iterable
+
+TOKEN_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIALS = (PAD, BOS, EOS, UNK)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cases and splits into words; numbers ("2") and hyphenated words ("t-shirt") are kept whole."""
+    return TOKEN_RE.findall(text.lower())
+
+
+class Vocabulary:
+    """Maps words to ids and back; ids 0-3 are <pad>, <bos>, <eos>, <unk>."""
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self.itos: list[str] = list(SPECIALS) + [w for w in words if w not in SPECIALS]
+        self.stoi: dict[str, int] = {w: i for i, w in enumerate(self.itos)}
+
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    @classmethod
+    def build(cls, captions: Iterable[str], min_count: int = 5) -> "Vocabulary":
+        """Words seen at least ``min_count`` times, most frequent first (ties alphabetical)."""
+        counts = Counter(w for c in captions for w in tokenize(c))
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        return cls(kept)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids with <bos> first and <eos> last."""
+        return [self.bos_id] + [self.stoi.get(w, self.unk_id) for w in tokenize(text)] + [self.eos_id]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Words up to the first <eos>, specials dropped, joined by spaces."""
+        words: list[str] = []
+        for i in ids:
+            if i == self.eos_id:
+                break
+            if i >= len(SPECIALS):
+                words.append(self.itos[i])
+        return " ".join(words)
+
+    def to_list(self) -> list[str]:
+        return list(self.itos)
+
+    @classmethod
+    def from_list(cls, itos: list[str]) -> "Vocabulary":
+        if list(itos[: len(SPECIALS)]) != list(SPECIALS):
+            raise ValueError("vocabulary does not start with the special tokens")
+        return cls(itos[len(SPECIALS) :])

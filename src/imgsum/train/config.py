@@ -1,0 +1,52 @@
+"""Training configuration: defaults, a JSON or TOML file, then command-line overrides."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # caption file
+    format: str = "auto"
+    images: str | None = None  # image folder (default: found beside the caption file)
+    out: str = "runs/default"
+    encoder: str = "efficientnet_lite0"
+    random_encoder: bool = False  # explicit opt-in to an encoder without pretrained weights
+    decoder: str = "gpt"
+    model: dict = field(default_factory=dict)  # DecoderConfig overrides (dim, layers, heads, hidden, dropout ...)
+    epochs: int = 10
+    batch_images: int = 32  # each image brings all its captions
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    clip: float = 1.0
+    label_smoothing: float = 0.1
+    min_count: int = 5
+    max_words: int = 20
+    beam: int = 3
+    val_images: int = 0  # dev images decoded each epoch for BLEU/CIDEr (0: all)
+    seed: int = 0
+    threads: int = 0  # torch threads (0: torch's default)
+    device: str = "auto"
+    cache_dir: str | None = None
+    save_every_steps: int = 200
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        text = Path(path).read_text()
+        raw = tomllib.loads(text) if str(path).endswith(".toml") else json.loads(text)
+        return cls().updated(raw)
+
+    def updated(self, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return TrainConfig(**{**asdict(self), **{k: v for k, v in values.items() if v is not None}})
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,293 @@
+"""``imgsum train``: cached features, a decoder, validation on dev each epoch, the best model kept by
+dev CIDEr, and resumption after an interruption (Ctrl-C, kill) from the last saved state."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..checkpoint import ModelInfo, save_checkpoint
+from ..data.formats import load_captions
+from ..data.splits import split_by_image
+from ..decoding import decode
+from ..eval.metrics import score_captions
+from ..models.decoders import DecoderConfig, create_decoder
+from ..models.encoders import create_encoder
+from ..text import Vocabulary
+from .config import TrainConfig
+from .features import FeatureCache, extract_features
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    """Captions of one split as padded token ids, each row pointing at its image's feature row."""
+
+    images: list[str]
+    rows: np.ndarray  # (images,) rows of the feature cache
+    tokens: torch.Tensor  # (captions, max_words) word ids, padded with 0
+    image_of: torch.Tensor  # (captions,) index into ``images``
+    references: dict[str, list[str]]
+
+
+def _build_split(names, captions, vocab, cache_index, max_words) -> Split:
+    names = [n for n in names if n in cache_index]
+    tokens, image_of = [], []
+    for i, name in enumerate(names):
+        for c in captions[name]:
+            ids = vocab.encode(c)[1:-1][:max_words]  # words only: the image token stands for <bos>
+            if ids:
+                tokens.append(ids + [0] * (max_words - len(ids)))
+                image_of.append(i)
+    return Split(names, np.array([cache_index[n] for n in names]), torch.tensor(tokens),
+                 torch.tensor(image_of), {n: captions[n] for n in names})
+
+
+def _targets(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Words then <eos>, padded with 0: (captions, max_words + 1)."""
+    padded = F.pad(tokens, (0, 1))
+    lengths = (tokens != 0).sum(1)
+    return padded.scatter(1, lengths[:, None], eos_id)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                                   else ("cpu" if cfg.device == "auto" else cfg.device))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.stop_requested = False
+
+    # ---- data -------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        cfg = self.cfg
+        data = load_captions(cfg.data, cfg.format, cfg.images)
+        if data.image_dir is None:
+            raise ValueError(f"no image folder for {cfg.data}: pass --images")
+        splits = split_by_image(data, seed=cfg.seed)
+        self.vocab = Vocabulary.build((c for n in splits["train"] for c in data.captions[n]), cfg.min_count)
+        encoder = create_encoder(cfg.encoder, pretrained=not cfg.random_encoder)
+        self.encoder_name, self.preprocess = encoder.name, encoder.preprocess
+        paths = [Path(data.image_dir) / n for n in sorted(data.captions)]
+        self.cache: FeatureCache = extract_features(encoder, paths, Path(cfg.cache_dir) if cfg.cache_dir else None)
+        index = self.cache.index()
+        self.train = _build_split(splits["train"], data.captions, self.vocab, index, cfg.max_words)
+        self.dev = _build_split(splits["dev"], data.captions, self.vocab, index, cfg.max_words)
+        self.data_info = {"data": str(cfg.data), "format": cfg.format, "skipped": data.skipped,
+                          "images": {k: len(v) for k, v in splits.items()},
+                          "train_captions": int(len(self.train.tokens))}
+        logger.info("data: %s; vocabulary %d words", self.data_info["images"], len(self.vocab))
+
+    def features(self, split: Split, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = split.rows[idx]
+        order = np.argsort(rows)  # memory-map reads in file order
+        grid = np.empty((len(rows),) + self.cache.grid.shape[1:], dtype=np.float32)
+        grid[order] = self.cache.grid[rows[order]]
+        g = torch.from_numpy(grid).to(self.device)  # (images, regions, C)
+        return g, g.mean(1)
+
+    # ---- model ------------------------------------------------------------------------------
+    def build(self) -> None:
+        cfg = self.cfg
+        dcfg = DecoderConfig(kind=cfg.decoder, vocab_size=len(self.vocab), feature_dim=self.cache.grid.shape[2],
+                             max_len=cfg.max_words + 2, **cfg.model)
+        torch.manual_seed(cfg.seed)
+        self.model = create_decoder(dcfg).to(self.device)
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.steps_per_epoch = math.ceil(len(self.train.images) / cfg.batch_images)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_cider": -1.0, "elapsed": 0.0}
+
+    def lr_at(self, step: int) -> float:
+        cfg = self.cfg
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, self.total_steps - cfg.warmup_steps)
+        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    # ---- resumable state --------------------------------------------------------------------
+    def save_state(self) -> None:
+        tmp = self.out / "last.pt.tmp"
+        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "state": self.state,
+                    "config": self.cfg.to_dict(), "vocab": self.vocab.to_list()}, tmp)
+        os.replace(tmp, self.out / "last.pt")
+
+    def try_resume(self) -> bool:
+        path = self.out / "last.pt"
+        if not path.exists():
+            return False
+        saved = torch.load(path, map_location=self.device, weights_only=True)
+        if saved["vocab"] != self.vocab.to_list():
+            raise ValueError(f"{path} was made with other data or settings; use a new --out folder")
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["opt"])
+        self.state = saved["state"]
+        logger.info("resuming from %s: epoch %d, step %d", path, self.state["epoch"] + 1, self.state["step_in_epoch"])
+        return True
+
+    # ---- training ---------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.prepare()
+        self.build()
+        self.try_resume()
+        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while self.state["epoch"] < self.cfg.epochs:
+                self.train_epoch()
+                metrics = self.validate()
+                self.end_epoch(metrics)
+        except Interrupted:
+            self.save_state()
+            logger.warning("interrupted: state saved to %s; run the same command again to resume", self.out / "last.pt")
+            raise
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        return self.summary()
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        logger.warning("stopping after this batch (signal %d)...", signum)
+
+    def train_epoch(self) -> None:
+        cfg, st = self.cfg, self.state
+        rng = np.random.default_rng(cfg.seed * 1000 + st["epoch"])
+        order = rng.permutation(len(self.train.images))
+        targets_all = _targets(self.train.tokens, self.vocab.eos_id)
+        by_image = [[] for _ in self.train.images]
+        for row, img in enumerate(self.train.image_of.tolist()):
+            by_image[img].append(row)
+        self.model.train()
+        bar = tqdm(total=self.steps_per_epoch, initial=st["step_in_epoch"], unit="batch",
+                   desc=f"epoch {st['epoch'] + 1}/{cfg.epochs}")
+        loss_avg = acc_avg = None
+        start = time.time()
+        for b in range(st["step_in_epoch"], self.steps_per_epoch):
+            images = order[b * cfg.batch_images : (b + 1) * cfg.batch_images]
+            rows = torch.tensor([r for i in images for r in by_image[i]])
+            local = torch.tensor([j for j, i in enumerate(images) for _ in by_image[i]], device=self.device)
+            grid, pooled = self.features(self.train, images)
+            loss, acc = self.train_step(grid, pooled, self.train.tokens[rows].to(self.device),
+                                        targets_all[rows].to(self.device), local)
+            loss_avg = loss if loss_avg is None else 0.98 * loss_avg + 0.02 * loss
+            acc_avg = acc if acc_avg is None else 0.98 * acc_avg + 0.02 * acc
+            st["step_in_epoch"] = b + 1
+            st["global_step"] += 1
+            bar.set_postfix(loss=f"{loss_avg:.3f}", acc=f"{acc_avg:.3f}", lr=f"{self.lr_at(st['global_step']):.1e}")
+            bar.update()
+            if self.stop_requested:
+                st["elapsed"] += time.time() - start
+                bar.close()
+                raise Interrupted
+            if st["global_step"] % cfg.save_every_steps == 0:
+                self.save_state()
+        bar.close()
+        st["elapsed"] += time.time() - start
+        st["train_loss"], st["train_acc"] = loss_avg, acc_avg
+
+    def train_step(self, grid, pooled, tokens, targets, image_index) -> tuple[float, float]:
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.state["global_step"])
+        logits = self.model(grid, pooled, tokens, image_index)  # (captions, 1 + T, vocab)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0,
+                               label_smoothing=self.cfg.label_smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        self.opt.step()
+        mask = targets != 0
+        acc = ((logits.argmax(-1) == targets) & mask).sum() / mask.sum()
+        return loss.item(), acc.item()
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Teacher-forced loss and token accuracy on all dev captions; BLEU-4 and CIDEr of beam search."""
+        start = time.time()
+        self.model.eval()
+        dev, bs = self.dev, self.cfg.batch_images
+        targets_all = _targets(dev.tokens, self.vocab.eos_id)
+        loss_sum = correct = count = 0.0
+        n_images = len(dev.images) if not self.cfg.val_images else min(self.cfg.val_images, len(dev.images))
+        hyps: dict[str, str] = {}
+        for lo in tqdm(range(0, len(dev.images), bs), desc="validate", unit="batch", leave=False):
+            idx = np.arange(lo, min(lo + bs, len(dev.images)))
+            grid, pooled = self.features(dev, idx)
+            sel = ((dev.image_of >= lo) & (dev.image_of < lo + len(idx))).nonzero().squeeze(1)
+            targets = targets_all[sel].to(self.device)
+            logits = self.model(grid, pooled, dev.tokens[sel].to(self.device), (dev.image_of[sel] - lo).to(self.device))
+            mask = targets != 0
+            loss_sum += float(F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0, reduction="sum"))
+            correct += float(((logits.argmax(-1) == targets) & mask).sum())
+            count += float(mask.sum())
+            keep = idx[idx < n_images]
+            if len(keep):
+                ids = decode(self.model, grid[: len(keep)], pooled[: len(keep)], self.vocab.eos_id, beam=self.cfg.beam,
+                             max_len=self.cfg.max_words + 1)
+                hyps.update({dev.images[i]: self.vocab.decode(r) for i, r in zip(keep, ids)})
+        scores = score_captions({k: dev.references[k] for k in hyps}, hyps, ptb=False, meteor=False)
+        return {"dev_loss": loss_sum / count, "dev_token_accuracy": correct / count,
+                "dev_BLEU-4": scores["BLEU-4"], "dev_CIDEr": scores["CIDEr"], "val_seconds": time.time() - start,
+                "dev_samples": dict(list(hyps.items())[:3])}
+
+    def end_epoch(self, metrics: dict) -> None:
+        st = self.state
+        st["epoch"] += 1
+        st["step_in_epoch"] = 0
+        st["elapsed"] += metrics["val_seconds"]
+        row = {"epoch": st["epoch"], "train_loss": st.get("train_loss"), "train_token_accuracy": st.get("train_acc"),
+               "lr": self.lr_at(st["global_step"]), "train_minutes": st["elapsed"] / 60, **metrics}
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        logger.info("epoch %d: %s", st["epoch"], {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+        if metrics["dev_CIDEr"] > st["best_cider"]:
+            st["best_cider"] = metrics["dev_CIDEr"]
+            self.save_best(row)
+        self.save_state()
+        from .plots import plot_metrics
+
+        plot_metrics(self.out / "metrics.jsonl", self.out / "curves.png")
+
+    def save_best(self, row: dict) -> None:
+        info = ModelInfo(
+            encoder=self.encoder_name, preprocess=self.preprocess, decoder=self.model.config,
+            vocab=self.vocab.to_list(),
+            decoding={"beam": self.cfg.beam, "max_len": self.cfg.max_words + 1, "length_penalty": 0.0},
+            training={**self.data_info, "epoch": row["epoch"], "train_minutes": round(row["train_minutes"], 2),
+                      "config": self.cfg.to_dict()},
+            metrics={"dev": {k: v for k, v in row.items() if k.startswith("dev_") and k != "dev_samples"}},
+        )
+        save_checkpoint(self.out / "best.safetensors", self.model.state_dict(), info)
+        logger.info("new best dev CIDEr %.4f: saved %s", row["dev_CIDEr"], self.out / "best.safetensors")
+
+    def summary(self) -> dict:
+        return {"out": str(self.out), "best_dev_CIDEr": self.state["best_cider"],
+                "train_minutes": round(self.state["elapsed"] / 60, 2)}
+
+
+def train(cfg: TrainConfig) -> dict:
+    return Trainer(cfg).run()

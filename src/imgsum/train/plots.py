@@ -1,0 +1,29 @@
+"""The run folder's PNG of the training curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def plot_metrics(jsonl: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = (("loss", ["train_loss", "dev_loss"]), ("token accuracy", ["train_token_accuracy", "dev_token_accuracy"]),
+              ("dev caption metrics", ["dev_BLEU-4", "dev_CIDEr"]))
+    for ax, (title, keys) in zip(axes, panels):
+        for k in keys:
+            ax.plot(epochs, [r.get(k) for r in rows], marker="o", label=k)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,48 @@
+"""Shared fixtures: paths to the repository's sample photos and data, and tiny checkpoints made on the spot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from imgsum.checkpoint import ModelInfo, save_checkpoint
+from imgsum.models.decoders import DecoderConfig, create_decoder
+from imgsum.models.encoders import create_encoder
+from imgsum.text import Vocabulary
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "src" / "imgsum" / "assets" / "samples"
+FIXTURES = ROOT / "tests" / "fixtures"
+DATA = ROOT.parent / "shared" / "data" / "flickr8k"
+
+needs_data = pytest.mark.skipif(not (DATA / "images").is_dir(), reason=f"Flickr8k data absent ({DATA})")
+
+TINY_WORDS = ["a", "dog", "cat", "runs", "on", "the", "grass", "man", "red", "ball"]
+
+
+def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0) -> Path:
+    """A checkpoint with random decoder weights: real files, real loading, meaningless captions."""
+    torch.manual_seed(seed)
+    vocab = Vocabulary(TINY_WORDS)
+    cfg = DecoderConfig(kind=kind, vocab_size=len(vocab), dim=32, hidden=32, attention_dim=16, layers=1, heads=2,
+                        max_len=12)
+    decoder = create_decoder(cfg)
+    encoder = create_encoder("efficientnet_lite0")
+    info = ModelInfo(encoder=encoder.name, preprocess=encoder.preprocess, decoder=cfg, vocab=vocab.to_list(),
+                     decoding={"beam": 2, "max_len": 10, "length_penalty": 0.0},
+                     metrics={"dev": {"dev_CIDEr": 0.0}})
+    save_checkpoint(path, decoder.state_dict(), info)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("checkpoints")
+    return {kind: make_checkpoint(folder / f"tiny-{kind}.safetensors", kind) for kind in ("gpt", "lstm")}
+
+
+@pytest.fixture(scope="session")
+def sample_photos() -> list[Path]:
+    return sorted(SAMPLES.glob("*.jpg"))
