@@ -1,12 +1,16 @@
-"""Reading real-world photos: any source, any mode, EXIF orientation, refusal of absurd sizes."""
+"""Reading real-world photos (any source, any mode, EXIF orientation, refusal of absurd sizes) and
+turning them into the encoder's input. Needs no deep-learning framework: the ONNX runtime path and
+the torch path both preprocess here.
+"""
 
 from __future__ import annotations
 
 import io
 import os
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -109,3 +113,41 @@ def find_images(inputs: list[str]) -> list[str]:
         else:
             found.append(item)  # a missing file is kept, so that it is reported, not dropped
     return found
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize to ``size`` x ``size`` (bilinear), then ``(pixel - mean) / std`` on 0-255 RGB values.
+
+    Travels with every checkpoint and exported model: the encoder's input, never re-typed at call sites.
+    """
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        return cls(int(d["size"]), tuple(d["mean"]), tuple(d["std"]))  # type: ignore[arg-type]
+
+    def array(self, image: Image.Image) -> np.ndarray:
+        """One RGB PIL image -> float32 array (3, size, size)."""
+        if image.size != (self.size, self.size):
+            image = image.resize((self.size, self.size), Image.BILINEAR)
+        mean = np.asarray(self.mean, np.float32)[:, None, None]
+        std = np.asarray(self.std, np.float32)[:, None, None]
+        return (np.asarray(image, np.float32).transpose(2, 0, 1) - mean) / std  # (3, size, size)
+
+    def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB PIL images -> float32 array (batch, 3, size, size)."""
+        batch = np.empty((len(images), 3, self.size, self.size), dtype=np.float32)
+        for i, image in enumerate(images):
+            batch[i] = self.array(image)
+        return batch
+
+    def load(self, source: ImageInput) -> np.ndarray:
+        """Any image input -> (3, size, size): decoded at the smallest JPEG draft size that suffices."""
+        return self.array(open_image(source, draft_size=self.size))

@@ -8,44 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..images import Preprocess  # torch-free, so that the ONNX runtime path preprocesses alike
+
+__all__ = ["Encoder", "Preprocess", "create_encoder", "list_encoders", "register_encoder"]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Resize to ``size`` x ``size`` (bilinear), then ``(pixel - mean) / std`` on 0-255 RGB values."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Preprocess":
-        return cls(int(d["size"]), tuple(d["mean"]), tuple(d["std"]))  # type: ignore[arg-type]
-
-    def __call__(self, images: list) -> np.ndarray:
-        """RGB PIL images -> float32 array (batch, 3, size, size)."""
-        from PIL import Image
-
-        batch = np.empty((len(images), 3, self.size, self.size), dtype=np.float32)
-        mean = np.asarray(self.mean, np.float32)[:, None, None]
-        std = np.asarray(self.std, np.float32)[:, None, None]
-        for i, image in enumerate(images):
-            if image.size != (self.size, self.size):
-                image = image.resize((self.size, self.size), Image.BILINEAR)
-            batch[i] = (np.asarray(image, np.float32).transpose(2, 0, 1) - mean) / std
-        return batch
 
 
 class Encoder(nn.Module):

@@ -1,0 +1,270 @@
+"""``imgsum eval``: caption a split, score it with the coco-caption protocol, put it beside human agreement.
+
+:func:`evaluate` returns everything as one JSON-ready dict; :func:`write_outputs` writes
+``metrics.json`` (all but the per-image rows), ``captions.jsonl`` (one row per image) and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from ..text import tokenize
+from . import DEFAULT_DATA
+from .machine import machine_info, utc_now
+from .metrics import SPICE_NOTE, CaptionScorer, tokenize_captions
+
+logger = logging.getLogger(__name__)
+
+EVAL_FORMAT = 1
+
+
+@dataclass
+class EvalSettings:
+    model: str = "default"  # shipped name or checkpoint path
+    data: str = DEFAULT_DATA  # caption file with standard splits beside it
+    format: str = "auto"
+    images: str | None = None  # image folder (default: found beside the caption file)
+    split: str = "test"
+    beam: int | None = None  # None: the model's own default
+    max_len: int | None = None
+    length_penalty: float | None = None
+    batch_size: int = 16
+    workers: int = 2  # image-decoding threads
+    threads: int | None = None  # torch threads
+    limit: int = 0  # first N images of the split only (0: all)
+    ptb: bool = True  # coco-caption PTB tokenizer (Java); False: imgsum's tokenizer, no Java
+    meteor: bool = True
+    agreement: bool = True
+    progress: bool = True
+
+
+def model_label(model: str) -> str:
+    """A short name for output folders: ``gpt``; ``runs/gpt/best.safetensors`` -> ``gpt-best``."""
+    path = Path(model)
+    if path.suffix != ".safetensors":
+        return str(model)
+    return f"{path.parent.name}-{path.stem}" if path.stem in ("best", "last") and path.parent.name else path.stem
+
+
+def load_split(settings: EvalSettings) -> tuple[dict[str, list[str]], list[str], Path]:
+    """References of the split's images (name -> captions), the training split's captions, the image folder."""
+    from ..data.formats import load_captions
+    from ..data.splits import split_by_image
+
+    if not Path(settings.data).is_file():
+        raise FileNotFoundError(f"no caption file at {settings.data}: pass --data (e.g. Flickr8k.token.txt "
+                                "with its standard split files beside it)")
+    data = load_captions(settings.data, settings.format, settings.images)
+    if data.image_dir is None:
+        raise ValueError(f"no image folder found beside {settings.data}: pass --images")
+    if data.splits is None:
+        logger.warning("%s has no standard split files beside it: using a random split by image (seed 0)",
+                       settings.data)
+    splits = split_by_image(data)
+    if settings.split not in splits:
+        raise ValueError(f"unknown split {settings.split!r}; choose from {', '.join(splits)}")
+    names = sorted(splits[settings.split])
+    if settings.limit:
+        names = names[: settings.limit]
+    if not names:
+        raise ValueError(f"the {settings.split} split of {settings.data} has no captioned images")
+    train = [c for n in splits.get("train", []) for c in data.captions[n]]
+    return {n: data.captions[n] for n in names}, train, Path(data.image_dir)
+
+
+def caption_files(captioner, paths: Sequence[Path], beam: int | None = None, max_len: int | None = None,
+                  length_penalty: float | None = None, batch_size: int = 16, workers: int = 2,
+                  progress: bool = True) -> tuple[list[str | None], dict[str, str]]:
+    """Captions for image files, in order, decoding the next batch's images while the model runs.
+
+    Returns the captions (None where an image could not be read) and the errors by path.
+    """
+    from ..images import ImageError, open_image
+
+    size = captioner.info.preprocess.size
+
+    def load(path: Path):
+        try:
+            return open_image(path, draft_size=size)
+        except ImageError as err:
+            return err
+
+    batches = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
+    captions: list[str | None] = []
+    errors: dict[str, str] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), unit="img", desc="captioning", leave=False)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        submit = lambda batch: [pool.submit(load, p) for p in batch]  # noqa: E731
+        pending: list[Future] = submit(batches[0]) if batches else []
+        for b, batch in enumerate(batches):
+            loaded = [f.result() for f in pending]
+            pending = submit(batches[b + 1]) if b + 1 < len(batches) else []
+            good = [im for im in loaded if not isinstance(im, Exception)]
+            out = iter(captioner.model.generate(captioner.info_preprocess(good), beam=beam, max_len=max_len,
+                                                length_penalty=length_penalty) if good else [])
+            for path, im in zip(batch, loaded):
+                if isinstance(im, Exception):
+                    errors[str(path)] = str(im)
+                    logger.warning("cannot read %s: %s", path, im)
+                    captions.append(None)
+                else:
+                    captions.append(next(out))
+            if bar:
+                bar.update(len(batch))
+    if bar:
+        bar.close()
+    return captions, errors
+
+
+def _normal(caption: str) -> str:
+    return " ".join(tokenize(caption))
+
+
+def caption_stats(hyps: Mapping[str, str], refs: Mapping[str, Sequence[str]], train_captions: Iterable[str],
+                  vocab_size: int | None = None, top: int = 10) -> dict:
+    """Length and vocabulary of the captions (words by imgsum's tokenizer), with the references' for scale."""
+    words = {k: tokenize(c) for k, c in hyps.items()}
+    lengths = [len(w) for w in words.values()]
+    ref_lengths = [len(tokenize(c)) for v in refs.values() for c in v]
+    counts = Counter(_normal(c) for c in hyps.values())
+    train = {_normal(c) for c in train_captions}
+    copied = sum(n for c, n in counts.items() if c in train)
+    n = max(1, len(hyps))
+    ref_words = {w for v in refs.values() for c in v for w in tokenize(c)}
+    hyp_words = {w for ws in words.values() for w in ws}
+    return {
+        "captions": len(hyps),
+        "length": {
+            "mean": statistics.fmean(lengths) if lengths else 0.0,
+            "median": statistics.median(lengths) if lengths else 0,
+            "min": min(lengths, default=0),
+            "max": max(lengths, default=0),
+            "histogram": {str(k): v for k, v in sorted(Counter(lengths).items())},
+        },
+        "reference_length": {"mean": statistics.fmean(ref_lengths) if ref_lengths else 0.0,
+                             "median": statistics.median(ref_lengths) if ref_lengths else 0},
+        "distinct_captions": len(counts),
+        "distinct_captions_share": len(counts) / n,
+        "distinct_words": len(hyp_words),
+        "reference_distinct_words": len(ref_words),
+        "model_vocabulary": vocab_size,
+        "copied_from_training": copied,
+        "copied_from_training_share": copied / n,
+        "training_captions": len(train),
+        "most_frequent": [{"caption": c, "count": k} for c, k in counts.most_common(top)],
+    }
+
+
+def evaluate(settings: EvalSettings) -> dict:
+    """Captions the split, scores it, measures human agreement; one JSON-ready dict (``rows``: per image)."""
+    import torch
+
+    from ..api import Captioner
+
+    refs, train_captions, image_dir = load_split(settings)
+    names = list(refs)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    if settings.ptb or settings.meteor:
+        from .metrics import require_java
+
+        require_java()  # fail before the minutes of captioning, not after
+    captioner = Captioner.load(settings.model)
+    decoding = captioner.info.decoding
+    beam = decoding["beam"] if settings.beam is None else settings.beam
+    max_len = decoding["max_len"] if settings.max_len is None else settings.max_len
+    length_penalty = decoding["length_penalty"] if settings.length_penalty is None else settings.length_penalty
+    logger.info("captioning %d %s images with %s (beam %d, max_len %d)", len(names), settings.split,
+                settings.model, beam, max_len)
+    start = time.perf_counter()
+    captions, errors = caption_files(captioner, [image_dir / n for n in names], beam, max_len, length_penalty,
+                                     settings.batch_size, settings.workers, settings.progress)
+    caption_seconds = time.perf_counter() - start
+    hyps = {n: c for n, c in zip(names, captions) if c is not None}
+    if not hyps:
+        raise ValueError(f"none of the {len(names)} images could be read")
+    scored_refs = {n: refs[n] for n in hyps}
+
+    start = time.perf_counter()
+    logger.info("scoring with the coco-caption metrics (%s tokenizer%s)", "PTB" if settings.ptb else "imgsum",
+                ", METEOR 1.5" if settings.meteor else "")
+    gts = tokenize_captions(scored_refs, settings.ptb)
+    res = {k: v[0] for k, v in tokenize_captions({k: [c] for k, c in hyps.items()}, settings.ptb).items()}
+    with CaptionScorer(meteor=settings.meteor) as scorer:
+        scores = scorer.score(gts, res, per_image=True)
+        per_image = scores.pop("per_image")
+        agreement: dict = {"skipped": "not asked for (--no-agreement)"}
+        if settings.agreement:
+            from .agreement import human_agreement
+
+            try:
+                agreement = human_agreement(gts, res, scorer.score, progress=settings.progress)
+            except ValueError as err:
+                logger.warning("human agreement not measured: %s", err)
+                agreement = {"skipped": str(err)}
+    score_seconds = time.perf_counter() - start
+
+    info = captioner.info
+    rows = [{"image": n, "caption": hyps[n], "references": refs[n], **per_image[n]} for n in hyps]
+    return {
+        "imgsum_eval": EVAL_FORMAT,
+        "date": utc_now(),
+        "machine": machine_info(),
+        "settings": {
+            "model": settings.model, "label": model_label(settings.model),
+            "checkpoint": str(_checkpoint_path(settings.model)), "decoder": info.decoder.kind,
+            "encoder": info.encoder, "data": str(settings.data), "image_dir": str(image_dir), "split": settings.split,
+            "images": len(hyps), "beam": beam, "max_len": max_len, "length_penalty": length_penalty,
+            "batch_size": settings.batch_size, "limit": settings.limit,
+            "tokenizer": "ptb" if settings.ptb else "imgsum", "meteor": settings.meteor,
+        },
+        "metrics": scores,
+        "spice": SPICE_NOTE,
+        "human_agreement": agreement,
+        "stats": caption_stats(hyps, scored_refs, train_captions, len(info.vocab)),
+        "unreadable": errors,
+        "timing": {"caption_seconds": caption_seconds, "images_per_second": len(names) / caption_seconds,
+                   "score_seconds": score_seconds},
+        "rows": rows,
+    }
+
+
+def _checkpoint_path(model: str) -> Path:
+    from ..pretrained import resolve_model
+
+    return resolve_model(model)
+
+
+def default_out(settings: EvalSettings) -> Path:
+    return Path("runs") / "eval" / f"{model_label(settings.model)}-{settings.split}"
+
+
+def write_outputs(result: dict, out: Path, report: bool = True, sample: int = 12, extremes: int = 10) -> dict:
+    """Writes ``metrics.json``, ``captions.jsonl`` and ``report.html`` into ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"metrics": out / "metrics.json", "captions": out / "captions.jsonl"}
+    if report:
+        files["report"] = out / "report.html"
+    summary = {k: v for k, v in result.items() if k != "rows"}
+    summary["files"] = {k: p.name for k, p in files.items()}
+    files["metrics"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with open(files["captions"], "w", encoding="utf-8") as f:
+        for row in result["rows"]:
+            f.write(json.dumps(row) + "\n")
+    if report:
+        from .report import write_report
+
+        write_report(result, files["report"], sample=sample, extremes=extremes)
+    return files

@@ -1,0 +1,45 @@
+"""One checkpoint file rebuilds the model exactly, without unpickling code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from imgsum.checkpoint import FORMAT_VERSION, load_checkpoint, read_info
+from imgsum.models.captioner import CaptionModel
+from imgsum.models.decoders import create_decoder
+
+from conftest import make_checkpoint
+
+
+@pytest.mark.parametrize("kind", ["gpt", "lstm"])
+def test_round_trip_rebuilds_the_same_decoder(tmp_path, kind):
+    path = make_checkpoint(tmp_path / "m.safetensors", kind, seed=3)
+    state, info = load_checkpoint(path)
+    assert info.format_version == FORMAT_VERSION and info.decoder.kind == kind and info.encoder == "efficientnet_lite0"
+    assert info.preprocess.size == 224 and info.vocab[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+    torch.manual_seed(3)
+    original = create_decoder(info.decoder)
+    rebuilt = CaptionModel.from_checkpoint(path).decoder
+    for name, tensor in original.state_dict().items():  # stored in fp16
+        torch.testing.assert_close(rebuilt.state_dict()[name], tensor.half().float())
+
+
+def test_metadata_is_plain_json(tmp_path):
+    path = make_checkpoint(tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["imgsum"])
+    assert set(meta) >= {"format_version", "encoder", "preprocess", "decoder", "vocab", "decoding", "training", "metrics"}
+
+
+def test_not_a_checkpoint_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="not an imgsum checkpoint"):
+        read_info(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "absent.safetensors")

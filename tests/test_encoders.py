@@ -1,0 +1,41 @@
+"""Every registered encoder builds, gives a grid and a pooled vector, and carries its preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgsum.models.encoders import create_encoder, list_encoders
+
+from conftest import SAMPLES
+
+
+@pytest.mark.parametrize("name", list_encoders())
+def test_encoder_shapes_with_random_weights(name):
+    encoder = create_encoder(name, pretrained=False)
+    assert not any(p.requires_grad for p in encoder.parameters())  # frozen by default
+    x = torch.from_numpy(encoder.preprocess([Image.new("RGB", (300, 200), "green")] * 2))
+    grid, pooled = encoder(x)
+    assert grid.shape == (2, 49, encoder.num_features) and pooled.shape == (2, encoder.num_features)
+
+
+def test_resnet50_without_weights_stops_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="random weights explicitly"):
+        create_encoder("resnet50")
+
+
+def test_efficientnet_lite0_imagenet_weights_recognise_the_coffee_photo():
+    encoder = create_encoder("efficientnet_lite0")
+    image = Image.open(SAMPLES / "coffee.jpg").convert("RGB")
+    with torch.no_grad():
+        probs = encoder.trunk(torch.from_numpy(encoder.preprocess([image]))).softmax(-1)[0]
+    assert int(probs.argmax()) == 967  # ImageNet "espresso"
+    assert float(probs[967]) > 0.5
+
+
+def test_unknown_encoder_is_named_in_the_error():
+    with pytest.raises(ValueError, match="efficientnet_lite0"):
+        create_encoder("vgg99")

@@ -1,0 +1,82 @@
+"""Real photos: EXIF orientation, every common mode converted, absurd sizes refused, bad files named."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgsum.images import ImageError, find_images, open_image
+
+
+def _encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_exif_orientation_is_honoured():
+    # A wide image stored with orientation 6 ("rotate 90 clockwise to display") is shown tall.
+    image = Image.new("RGB", (60, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright = open_image(_encode(image, "JPEG", exif=exif.tobytes()))
+    assert upright.size == (20, 60)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "1", "P", "CMYK", "I;16", "I", "F", "YCbCr"])
+def test_every_mode_becomes_rgb(mode):
+    base = Image.new("RGB", (16, 12), (200, 100, 50))
+    if mode == "I;16":
+        image = Image.fromarray(np.full((12, 16), 40000, dtype=np.uint16))
+    else:
+        image = base.convert(mode)
+    out = open_image(image)
+    assert out.mode == "RGB" and out.size == (16, 12)
+
+
+def test_transparent_pixels_go_white_and_16_bit_keeps_brightness():
+    rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert open_image(rgba).getpixel((0, 0)) == (255, 255, 255)
+    sixteen = Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))
+    assert open_image(sixteen).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("array", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32),
+                                   np.ones((8, 8, 4), np.float64), np.zeros((8, 8, 1), np.uint16)])
+def test_arrays_are_accepted(array):
+    assert open_image(array).size == (8, 8)
+
+
+def test_bad_arrays_are_refused():
+    with pytest.raises(ImageError, match="shape"):
+        open_image(np.zeros((8, 8, 5)))
+
+
+def test_absurd_size_is_refused_before_decoding(tmp_path):
+    # A 30000 x 30000 PNG header costs a few KB on disk and 2.7 GB once decoded.
+    path = tmp_path / "huge.png"
+    Image.new("1", (30000, 30000)).save(path)
+    with pytest.raises(ImageError, match="too large|limit"):
+        open_image(path)
+
+
+def test_unreadable_inputs_have_clear_errors(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ImageError, match="not a readable image"):
+        open_image(tmp_path / "notes.txt")
+    with pytest.raises(ImageError, match="no such file"):
+        open_image(tmp_path / "missing.jpg")
+    truncated = _encode(Image.new("RGB", (64, 64), "blue"), "JPEG")[:200]
+    with pytest.raises(ImageError):
+        open_image(truncated)
+
+
+def test_find_images_expands_folders_and_globs(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.jpg", "a/b/two.PNG", "a/b/skip.txt", "three.jpeg"):
+        Image.new("RGB", (4, 4)).save(tmp_path / name, "PNG") if not name.endswith("txt") else (tmp_path / name).write_text("x")
+    found = find_images([str(tmp_path / "a"), str(tmp_path / "*.jpeg"), str(tmp_path / "missing.jpg")])
+    assert [p.replace(str(tmp_path), "") for p in found] == ["/a/b/two.PNG", "/a/one.jpg", "/three.jpeg", "/missing.jpg"]

@@ -1,0 +1,74 @@
+"""A real, tiny training end to end: run folder, best checkpoint, and resumption after an interruption."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imgsum.cli import main
+from imgsum.models.captioner import CaptionModel
+
+from conftest import FIXTURES
+
+CAPTIONS = FIXTURES / "captions" / "flickr8k" / "captions.txt"
+TINY = ["--min-count", "1", "--dim", "16", "--hidden", "16", "--attention-dim", "8", "--layers", "1", "--heads", "2",
+        "--batch-images", "2", "--warmup-steps", "1"]
+
+
+@pytest.mark.parametrize("decoder", ["gpt", "lstm"])
+def test_training_writes_a_complete_run_folder(tmp_path, decoder):
+    out = tmp_path / "run"
+    code = main(["train", str(CAPTIONS), "--decoder", decoder, "--out", str(out), "--epochs", "2",
+                 "--cache-dir", str(tmp_path / "cache"), *TINY])
+    assert code == 0
+    assert {p.name for p in out.iterdir()} >= {"config.json", "metrics.jsonl", "curves.png", "last.pt", "best.safetensors"}
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert {"train_loss", "dev_loss", "dev_token_accuracy", "dev_BLEU-4", "dev_CIDEr"} <= set(rows[0])
+    model = CaptionModel.from_checkpoint(out / "best.safetensors")
+    assert model.info.training["images"] == {"train": 3, "dev": 1, "test": 1}  # the fixture's standard split files
+    assert json.loads((out / "config.json").read_text())["decoder"] == decoder
+
+
+def test_features_are_cached_and_reused(tmp_path):
+    args = ["train", str(CAPTIONS), "--epochs", "1", "--cache-dir", str(tmp_path / "cache"), *TINY]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    (cache,) = (tmp_path / "cache").iterdir()
+    stamp = (cache / "grid.npy").stat().st_mtime_ns
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert (cache / "grid.npy").stat().st_mtime_ns == stamp
+
+
+def test_interrupted_training_resumes_where_it_stopped(tmp_path):
+    out, epochs = tmp_path / "run", 25
+    cmd = [sys.executable, "-m", "imgsum.cli", "train", str(CAPTIONS), "--out", str(out), "--epochs", str(epochs),
+           "--cache-dir", str(tmp_path / "cache"), *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "state saved" in err
+    done = len(metrics.read_text().splitlines())
+    assert 2 <= done < epochs
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {out / 'last.pt'}: epoch {done + 1}" in resumed.stderr
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == list(range(1, epochs + 1))
+
+
+def test_bad_caption_file_is_a_clear_error(tmp_path, caplog):
+    bad = tmp_path / "captions.json"
+    bad.write_text("{ not json")
+    assert main(["train", str(bad), "--out", str(tmp_path / "run")]) == 2
+    assert "captions.json" in caplog.text
