@@ -66,6 +66,7 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={META_KEY: info.to_json()})
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
