@@ -10,7 +10,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 # torch is pinned to the CPU build this machine has on disk: an unpinned torch would pull a CUDA build of several GB.
-if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+# Only the train extra needs torch; the core captions with ONNX Runtime.
+if [[ ",$extras," == *",train,"* ]] && ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "${pip[@]}" "torch==2.13.0"
 fi
 spec="$ROOT"

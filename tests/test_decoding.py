@@ -80,3 +80,14 @@ def test_outputs_stop_at_eos_and_respect_max_len():
     grid, pooled = _images(5)
     for ids in greedy(decoder, grid, pooled, EOS, max_len=6) + beam_search(decoder, grid, pooled, EOS, 3, max_len=6):
         assert len(ids) <= 6 and EOS not in ids
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_banned_tokens_are_never_emitted(beam):
+    decoder = _decoder("lstm")
+    with torch.no_grad():
+        decoder.head.bias[3] = 50.0  # the model now prefers <unk> everywhere
+    grid, pooled = _images(3)
+    assert all(set(ids) == {3} for ids in beam_search(decoder, grid, pooled, EOS, beam, max_len=6))
+    for ids in beam_search(decoder, grid, pooled, EOS, beam, max_len=6, banned=(0, 1, 3)):
+        assert ids and not {0, 1, 3} & set(ids)

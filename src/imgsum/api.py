@@ -1,14 +1,21 @@
-"""The Python API: ``Captioner.load("gpt").caption("photo.jpg")``."""
+"""The Python API: ``Captioner.load("gpt").caption("photo.jpg")``.
+
+Captioning runs on ONNX Runtime by default, with no torch; ``backend="torch"`` runs the checkpoint
+with PyTorch instead (training installs, or models not yet exported).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
-from .images import ImageError, ImageInput, open_image
+import numpy as np
+
+from .images import ImageError, ImageInput
 
 logger = logging.getLogger(__name__)
 
@@ -30,66 +37,126 @@ def _label(source: ImageInput, i: int) -> str:
     return str(source) if isinstance(source, (str, Path)) else f"<image {i}>"
 
 
-class Captioner:
-    """A loaded model, ready to caption. Load once, caption many times."""
+class BackendUnavailable(ImportError):
+    """The asked-for backend's packages are not installed; the message says what to install."""
 
-    def __init__(self, model, name: str) -> None:
+
+class Captioner:
+    """A loaded model, ready to caption. Load once, caption many times.
+
+    ``model`` is anything with ``info`` (its :class:`~imgsum.runtime.info.ModelInfo`),
+    ``encode(pixels)`` (preprocessed images -> encoder features), ``describe(grid, pooled, beam=...)``
+    (features -> captions) and ``generate`` (the two in one): an
+    :class:`~imgsum.runtime.ort.OnnxCaptionModel` (ONNX Runtime, no torch) or a
+    :class:`~imgsum.models.captioner.CaptionModel` (torch).
+    """
+
+    def __init__(self, model, name: str, backend: str = "onnx") -> None:
         self.model = model
         self.name = name
+        self.backend = backend
         self.info = model.info
+        self.preprocess = model.info.preprocess
 
     @classmethod
-    def load(cls, model: str | Path = "default", threads: int | None = None) -> "Captioner":
-        """A shipped model by name (``default``, ``gpt``, ``lstm``) or a checkpoint file."""
-        import torch
+    def load(cls, model: str | Path = "default", backend: str | None = None, threads: int | None = None) -> "Captioner":
+        """A shipped model by name (``default``, ``gpt``, ``lstm``), an exported model (its ``.json`` manifest
+        or folder) or a checkpoint file (``.safetensors``).
 
+        ``backend``: ``onnx`` (ONNX Runtime; the default, except for a checkpoint file) or ``torch``
+        (needs ``pip install 'imgsum[train]'``). ``threads`` caps the CPU threads of the model.
+        """
+        from .pretrained import BACKENDS, is_checkpoint, is_shipped, resolve_model
+
+        if backend is not None and backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if backend is None:
+            backend = "torch" if not is_shipped(model) and is_checkpoint(Path(model)) else "onnx"
+        path = resolve_model(model, backend)
+        if backend == "onnx":
+            if is_checkpoint(path):
+                raise ValueError(f"{path} is a checkpoint: export it for ONNX Runtime first "
+                                 f"(imgsum export {path} --out FOLDER), or use the torch backend")
+            try:
+                from .runtime.ort import OnnxCaptionModel
+            except ImportError as err:
+                raise BackendUnavailable(f"the onnx backend needs onnxruntime ({err}): "
+                                         "pip install onnxruntime") from err
+            return cls(OnnxCaptionModel.load(path, threads=threads), str(model), "onnx")
+        try:
+            import torch
+        except ImportError as err:
+            raise BackendUnavailable("the torch backend needs PyTorch, which is not installed: "
+                                     "pip install 'imgsum[train]'") from err
+        if not is_checkpoint(path):
+            raise ValueError(f"the torch backend loads checkpoints (.safetensors); {path} is not one")
         from .models.captioner import CaptionModel
-        from .pretrained import resolve_model
 
         if threads:
             torch.set_num_threads(threads)
-        path = resolve_model(model)
-        return cls(CaptionModel.from_checkpoint(path), str(model))
+        return cls(CaptionModel.from_checkpoint(path), str(model), "torch")
 
     def caption(self, image: ImageInput, beam: int | None = None) -> str:
         """One image (path, bytes, PIL image or array) -> its caption. Raises ImageError if unreadable."""
-        size = self.info.preprocess.size
-        return self.model.generate(self.info_preprocess([open_image(image, draft_size=size)]), beam=beam)[0]
+        return self.model.generate(self.preprocess.load(image)[None], beam=beam)[0]
 
-    def info_preprocess(self, images: list) -> "object":
-        return self.model.encoder.preprocess(images)
+    def info_preprocess(self, images: list) -> np.ndarray:
+        """Upright RGB PIL images -> the encoder's input (batch, 3, size, size)."""
+        return self.preprocess(images)
 
-    def caption_batch(self, images: Sequence[ImageInput], beam: int | None = None, batch_size: int = 16,
-                      workers: int = 2, on_result: Callable[[CaptionResult], None] | None = None) -> list[CaptionResult]:
+    def caption_batch(self, images: Iterable[ImageInput], beam: int | None = None, batch_size: int = 16,
+                      workers: int = 2,
+                      on_result: Callable[[CaptionResult], None] | None = None) -> list[CaptionResult]:
         """Captions many images; an unreadable one gets an error result and the rest are still captioned.
 
-        Images are decoded by a pool of ``workers`` threads while the model runs on the previous batch.
+        A pool of ``workers`` threads reads, preprocesses and encodes the next images while this thread
+        decodes the captions of a batch: decoding and the encoder run side by side, on separate cores.
         """
         results: list[CaptionResult] = []
         for batch in self._batches(images, batch_size, workers):
-            good = [(r, im) for r, im in batch if isinstance(im, object) and r.error is None]
+            good = [features for r, features in batch if r.error is None]
             if good:
-                captions = self.model.generate(self.info_preprocess([im for _, im in good]), beam=beam)
-                for (r, _), c in zip(good, captions):
-                    r.caption = c
+                grid = np.concatenate([g for g, _ in good])  # (batch, regions, C)
+                pooled = np.concatenate([p for _, p in good])  # (batch, C)
+                captions = iter(self.model.describe(grid, pooled, beam=beam))
+                for r, _ in batch:
+                    if r.error is None:
+                        r.caption = next(captions)
             for r, _ in batch:
                 results.append(r)
                 if on_result:
                     on_result(r)
         return results
 
-    def _batches(self, images: Sequence[ImageInput], batch_size: int, workers: int) -> Iterator[list]:
-        size = self.info.preprocess.size
+    def _batches(self, images: Iterable[ImageInput], batch_size: int, workers: int) -> Iterator[list]:
+        """Batches of (result, encoder features or None), made at most two batches ahead of the decoder."""
+        load, encode = self.preprocess.load, self.model.encode
 
-        def load(i: int, source: ImageInput):
+        def job(i: int, source: ImageInput) -> tuple[CaptionResult, tuple[np.ndarray, np.ndarray] | None]:
             result = CaptionResult(_label(source, i))
             try:
-                return result, open_image(source, draft_size=size)
-            except ImageError as err:
+                pixels = load(source)[None]  # (1, 3, S, S)
+            except (ImageError, OSError, ValueError) as err:
                 result.error = str(err)
                 return result, None
+            return result, encode(pixels)
 
+        sources = enumerate(images)
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            futures: list[Future] = [pool.submit(load, i, s) for i, s in enumerate(images)]
-            for lo in range(0, len(futures), batch_size):
-                yield [f.result() for f in futures[lo : lo + batch_size]]
+            pending: deque[Future] = deque()
+
+            def fill() -> None:
+                while len(pending) < 2 * batch_size:
+                    item = next(sources, None)
+                    if item is None:
+                        return
+                    pending.append(pool.submit(job, *item))
+
+            fill()
+            batch: list = []
+            while pending:
+                batch.append(pending.popleft().result())
+                fill()
+                if len(batch) == batch_size or not pending:
+                    yield batch
+                    batch = []

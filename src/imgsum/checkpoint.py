@@ -8,48 +8,16 @@ is named, and its pretrained weights come from the encoder registry.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .models.decoders import DecoderConfig
-from .models.encoders import Preprocess
-
-FORMAT_VERSION = 1
-META_KEY = "imgsum"
-
-
-@dataclass
-class ModelInfo:
-    encoder: str
-    preprocess: Preprocess
-    decoder: DecoderConfig
-    vocab: list[str]
-    decoding: dict = field(default_factory=lambda: {"beam": 3, "max_len": 20, "length_penalty": 0.0})
-    training: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
-
-    def to_json(self) -> str:
-        d = asdict(self)
-        d["preprocess"] = self.preprocess.to_dict()
-        return json.dumps(d)
-
-    @classmethod
-    def from_json(cls, text: str) -> "ModelInfo":
-        d = json.loads(text)
-        version = d.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"checkpoint format version {version!r}; this imgsum reads version {FORMAT_VERSION}")
-        d["preprocess"] = Preprocess.from_dict(d["preprocess"])
-        d["decoder"] = DecoderConfig(**d["decoder"])
-        return cls(**d)
+# The metadata classes are torch-free, so that the ONNX runtime path reads them too; imported from here as before.
+from .runtime.info import FORMAT_VERSION, META_KEY, DecoderConfig, ModelInfo  # noqa: F401
 
 
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info: ModelInfo) -> None:

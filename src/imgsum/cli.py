@@ -19,17 +19,25 @@ def _caption_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--format", choices=("text", "jsonl", "csv"), default="text")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    p.add_argument("--backend", choices=("onnx", "torch"), default=None,
+                   help="onnx: ONNX Runtime (the default, except for a checkpoint file); "
+                        "torch: PyTorch (pip install 'imgsum[train]')")
+    p.add_argument("--workers", type=int, default=2, help="threads that decode images ahead of the model")
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    from .api import CaptionResult, Captioner
+    from .api import BackendUnavailable, CaptionResult, Captioner
     from .images import find_images
 
     paths = find_images(args.paths)
     if not paths:
         logger.error("no images found in %s", " ".join(args.paths))
         return 2
-    captioner = Captioner.load(args.model, threads=args.threads)
+    try:
+        captioner = Captioner.load(args.model, backend=args.backend, threads=args.threads)
+    except BackendUnavailable as err:
+        logger.error("%s", err)
+        return 2
     write = _writer(args.format)
     failed = 0
     progress = None
@@ -45,7 +53,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
         if progress:
             progress.update()
 
-    captioner.caption_batch(paths, beam=args.beam, batch_size=args.batch_size, on_result=emit)
+    captioner.caption_batch(paths, beam=args.beam, batch_size=args.batch_size, workers=args.workers, on_result=emit)
     if progress:
         progress.close()
     if failed:
@@ -72,23 +80,48 @@ def _writer(fmt: str):
     return text
 
 
+def _describe(name: str) -> dict:
+    """A model's row for ``imgsum models``, from its metadata alone (no torch, no weights read)."""
+    from pathlib import Path
+
+    from .pretrained import SHIPPED, is_checkpoint, is_shipped, resolve_model
+    from .runtime import read_bundle, read_checkpoint_info
+
+    forms: dict[str, Path] = {}
+    if is_shipped(name):
+        for backend in ("onnx", "torch"):
+            try:
+                forms[backend] = resolve_model(name, backend)
+            except FileNotFoundError:
+                pass
+        if not forms:
+            resolve_model(name, "onnx")  # raises, saying what is missing
+    else:
+        path = resolve_model(name)
+        forms["torch" if is_checkpoint(path) else "onnx"] = path
+    encoder_size = None
+    if "onnx" in forms:
+        bundle = read_bundle(forms["onnx"])
+        info, path, size = bundle.info, bundle.manifest, bundle.total_bytes(shared=False)
+        encoder_size = bundle.files.get(bundle.encoder, {}).get("bytes")
+    else:
+        path = forms["torch"]
+        info, size = read_checkpoint_info(path), path.stat().st_size
+    return {"model": name, "default": name == next(iter(SHIPPED)), "decoder": info.decoder.kind,
+            "encoder": info.encoder, "vocab": len(info.vocab), "path": str(path), "backends": sorted(forms),
+            "size_mb": round(size / 1e6, 1), "encoder_mb": encoder_size and round(encoder_size / 1e6, 1),
+            "dev": info.metrics.get("dev", {}), "test": info.metrics.get("test", {})}
+
+
 def cmd_models(args: argparse.Namespace) -> int:
-    from .checkpoint import read_info
-    from .pretrained import SHIPPED, resolve_model
+    from .pretrained import SHIPPED
 
     rows = []
     for name in [*SHIPPED, *args.checkpoints]:
         try:
-            path = resolve_model(name)
-            info = read_info(path)
+            rows.append(_describe(name))
         except (FileNotFoundError, ValueError, OSError) as err:
             rows.append({"model": name, "error": str(err)})
-            continue
-        dev = info.metrics.get("dev", {})
-        rows.append({"model": name, "default": name == next(iter(SHIPPED)), "decoder": info.decoder.kind,
-                     "encoder": info.encoder, "vocab": len(info.vocab), "path": str(path),
-                     "size_mb": round(path.stat().st_size / 1e6, 1), "dev": dev,
-                     "test": info.metrics.get("test", {})})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -99,8 +132,28 @@ def cmd_models(args: argparse.Namespace) -> int:
         dev = r["dev"]
         metrics = "  ".join(f"{k.removeprefix('dev_')} {v:.3f}" for k, v in dev.items() if isinstance(v, float))
         flag = " (default)" if r["default"] else ""
+        shared = f" (+ {r['encoder_mb']} MB encoder, shared)" if r["encoder_mb"] else ""
         print(f"{r['model']}{flag}: {r['decoder']} decoder, {r['encoder']} encoder, {r['vocab']} words, "
-              f"{r['size_mb']} MB\n    dev: {metrics}")
+              f"{r['size_mb']} MB{shared}, backends: {', '.join(r['backends'])}\n    dev: {metrics}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .pretrained import resolve_model
+
+    paths = [resolve_model(c, "torch") for c in args.checkpoints]  # fails before any work if one is missing
+    if args.name and len(paths) > 1:
+        logger.error("--name names one model; give one checkpoint with it")
+        return 2
+    try:
+        from .export import export_checkpoint
+    except ImportError as err:
+        logger.error("export needs PyTorch and onnx (%s): pip install 'imgsum[train]'", err)
+        return 2
+    for path in paths:
+        bundle = export_checkpoint(path, args.out, name=args.name, verify=not args.no_verify)
+        print(f"{bundle.manifest}\t{bundle.total_bytes(shared=False) / 1e6:.1f} MB "
+              f"(+ {bundle.encoder}, shared: {(bundle.total_bytes() - bundle.total_bytes(shared=False)) / 1e6:.1f} MB)")
     return 0
 
 
@@ -112,9 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     _caption_args(p)
     p.set_defaults(func=cmd_caption)
     p = sub.add_parser("models", help="list the shipped models (and given checkpoints) with their dev metrics")
-    p.add_argument("checkpoints", nargs="*")
+    p.add_argument("checkpoints", nargs="*", metavar="MODEL", help="checkpoint files or exported models to list too")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+    p = sub.add_parser("export", help="export checkpoints to ONNX files that caption without torch (ONNX Runtime)")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="checkpoint files, or shipped model names")
+    p.add_argument("--out", required=True, help="folder for the ONNX files and their manifests")
+    p.add_argument("--name", default=None, help="the exported model's name (default: the checkpoint's file name)")
+    p.add_argument("--no-verify", action="store_true", help="skip checking the ONNX outputs against torch's")
+    p.set_defaults(func=cmd_export)
     # Each tool registers its own arguments; its heavy imports happen only in ``run``.
     from .eval import cli as eval_cli
     from .serve import cli as serve_cli

@@ -17,7 +17,7 @@ longest caption costs, on the rows still running.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -63,17 +63,21 @@ def as_stepper(decoder) -> Stepper:
     return decoder if hasattr(decoder, "reorder") else TorchStepper(decoder)
 
 
-def greedy(decoder, grid, pooled, eos_id: int, max_len: int = 20) -> list[list[int]]:
-    """Most likely next word at each step, for a batch of images; token ids without <eos>."""
+def greedy(decoder, grid, pooled, eos_id: int, max_len: int = 20, banned: Sequence[int] = ()) -> list[list[int]]:
+    """Most likely next word at each step, for a batch of images; token ids without <eos>.
+
+    ``banned`` token ids are never emitted (for example <unk>, <pad>, <bos>).
+    """
     stepper = as_stepper(decoder)
     logits, state = stepper.start(grid, pooled)  # (batch, vocab)
+    ban = _ban(logits.shape[-1], banned)
     batch = logits.shape[0]
     out = np.full((batch, max_len), eos_id, dtype=np.int64)  # finished rows read as <eos> from then on
     alive = np.arange(batch)  # the images whose rows are still in the state, in state order
     for t in range(max_len):
         if t:
             logits, state = stepper.step(out[alive, t - 1], state)
-        out[alive, t] = logits.argmax(-1)
+        out[alive, t] = (logits + ban).argmax(-1)
         running = out[alive, t] != eos_id
         if not running.any():
             break
@@ -84,14 +88,16 @@ def greedy(decoder, grid, pooled, eos_id: int, max_len: int = 20) -> list[list[i
 
 
 def beam_search(decoder, grid, pooled, eos_id: int, beam: int = 3, max_len: int = 20,
-                length_penalty: float = 0.0) -> list[list[int]]:
+                length_penalty: float = 0.0, banned: Sequence[int] = ()) -> list[list[int]]:
     """Keeps the ``beam`` best prefixes per image; the finished caption with the best
-    ``log-probability / length ** length_penalty`` wins (0: plain log-probability)."""
+    ``log-probability / length ** length_penalty`` wins (0: plain log-probability).
+    ``banned`` token ids are never emitted."""
     stepper = as_stepper(decoder)
     logits, state = stepper.start(grid, pooled)
     batch, vocab = logits.shape
-    k = min(beam, vocab)
-    scores, tokens = _topk(_log_softmax(logits), k)  # (batch, k)
+    ban = _ban(vocab, banned)
+    k = min(beam, vocab - len(set(banned)))
+    scores, tokens = _topk(_log_softmax(logits) + ban, k)  # (batch, k)
     state = stepper.reorder(state, np.repeat(np.arange(batch), k))  # row b * k + j: image b, beam j
     seqs = tokens[..., None]  # (images, k, t), the images still searching
     done = tokens == eos_id  # (images, k)
@@ -111,7 +117,7 @@ def beam_search(decoder, grid, pooled, eos_id: int, beam: int = 3, max_len: int 
             seqs, scores, done, alive = seqs[keep], scores[keep], done[keep], alive[keep]
         n = len(alive)
         logits, state = stepper.step(seqs[..., -1].reshape(-1), state)
-        logp = _log_softmax(logits).reshape(n, k, vocab)
+        logp = (_log_softmax(logits) + ban).reshape(n, k, vocab)
         if done.any():
             logp[done] = frozen
         scores, flat = _topk((scores[..., None] + logp).reshape(n, -1), k)  # (images, k)
@@ -128,6 +134,13 @@ def _best(seqs: np.ndarray, scores: np.ndarray, eos_id: int, length_penalty: flo
     """The winning beam of one image: seqs (k, t), scores (k,)."""
     lengths = np.minimum((seqs != eos_id).sum(-1) + 1, seqs.shape[-1]).astype(np.float32)  # words + <eos>
     return _until_eos(seqs[int((scores / lengths**length_penalty).argmax())].tolist(), eos_id)
+
+
+def _ban(vocab: int, banned: Sequence[int]) -> np.ndarray:
+    """Added to logits or log-probabilities: -inf at the banned ids, 0 elsewhere."""
+    ban = np.zeros(vocab, dtype=np.float32)
+    ban[list(banned)] = -np.inf
+    return ban
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -153,8 +166,19 @@ def _until_eos(ids: list[int], eos_id: int) -> list[int]:
 
 
 def decode(decoder, grid, pooled, eos_id: int, beam: int = 1, max_len: int = 20,
-           length_penalty: float = 0.0) -> list[list[int]]:
+           length_penalty: float = 0.0, banned: Sequence[int] = ()) -> list[list[int]]:
     """Greedy for ``beam <= 1``, beam search otherwise. ``decoder``: a stepper or a torch ``Decoder``."""
     if beam <= 1:
-        return greedy(decoder, grid, pooled, eos_id, max_len)
-    return beam_search(decoder, grid, pooled, eos_id, beam, max_len, length_penalty)
+        return greedy(decoder, grid, pooled, eos_id, max_len, banned)
+    return beam_search(decoder, grid, pooled, eos_id, beam, max_len, length_penalty, banned)
+
+
+def describe(decoder, grid, pooled, vocab, defaults: dict, beam: int | None = None, max_len: int | None = None,
+             length_penalty: float | None = None) -> list[str]:
+    """Captions as text: the model's decoding ``defaults`` where a setting is not given, and no <unk>."""
+    ids = decode(decoder, grid, pooled, vocab.eos_id,
+                 beam=defaults["beam"] if beam is None else beam,
+                 max_len=defaults["max_len"] if max_len is None else max_len,
+                 length_penalty=defaults["length_penalty"] if length_penalty is None else length_penalty,
+                 banned=vocab.never_emitted)
+    return [vocab.decode(row) for row in ids]

@@ -24,6 +24,8 @@ class Vocabulary:
         self.stoi: dict[str, int] = {w: i for i, w in enumerate(self.itos)}
 
     pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+    #: Ids a caption never contains: decoding bans them (an <unk> would print as nothing).
+    never_emitted = (pad_id, bos_id, unk_id)
 
     @classmethod
     def build(cls, captions: Iterable[str], min_count: int = 5) -> "Vocabulary":

@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-len", type=int, help="most words per caption (default: the model's own)")
     p.add_argument("--length-penalty", type=float, help="beam search length penalty (default: the model's own)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--backend", choices=("onnx", "torch"),
+                   help="onnx: ONNX Runtime (the default, except for a checkpoint file); torch: PyTorch")
     p.add_argument("--threads", type=int, help="CPU threads for the model")
     p.add_argument("--limit", type=int, default=0, help="only the first N images of the split (quick checks)")
     p.add_argument("--out", help="output folder (default: runs/eval/<model>-<split>/)")
@@ -36,21 +38,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import EvalSettings, default_out, evaluate, write_outputs
+    from ..api import BackendUnavailable
+    from .evaluate import EvalSettings, command_line, default_out, evaluate, write_outputs
     from .metrics import JavaMissing
 
     settings = EvalSettings(model=args.model, data=args.data, format=args.format, images=args.images,
                             split=args.split, beam=args.beam, max_len=args.max_len,
-                            length_penalty=args.length_penalty, batch_size=args.batch_size, threads=args.threads,
+                            length_penalty=args.length_penalty, batch_size=args.batch_size, backend=args.backend,
+                            threads=args.threads,
                             limit=args.limit, ptb=args.ptb, meteor=args.meteor, agreement=args.agreement,
                             progress=args.progress)
     try:
         result = evaluate(settings)
+    except BackendUnavailable as err:
+        logger.error("%s", err)
+        return 2
     except JavaMissing as err:
         logger.error("%s (or pass --no-ptb --no-meteor for a quick score that is not the coco-caption protocol)",
                      err)
         return 2
     out = Path(args.out) if args.out else default_out(settings)
+    result["command"] = command_line(settings, Path(args.out) if args.out else None)
     files = write_outputs(result, out, report=args.report, sample=args.sample)
     summary = {"metrics": result["metrics"], "human_agreement": {
         k: result["human_agreement"].get(k) for k in ("human", "model", "references", "skipped")

@@ -38,7 +38,8 @@ class EvalSettings:
     length_penalty: float | None = None
     batch_size: int = 16
     workers: int = 2  # image-decoding threads
-    threads: int | None = None  # torch threads
+    backend: str | None = None  # onnx or torch (None: the Captioner's default for this model)
+    threads: int | None = None  # CPU threads of the model
     limit: int = 0  # first N images of the split only (0: all)
     ptb: bool = True  # coco-caption PTB tokenizer (Java); False: imgsum's tokenizer, no Java
     meteor: bool = True
@@ -47,10 +48,11 @@ class EvalSettings:
 
 
 def model_label(model: str) -> str:
-    """A short name for output folders: ``gpt``; ``runs/gpt/best.safetensors`` -> ``gpt-best``."""
+    """A short name for output folders: ``gpt``; ``runs/gpt/best.safetensors`` -> ``gpt-best``;
+    ``export/gpt.json`` -> ``gpt``; an exported model's folder -> its name."""
     path = Path(model)
-    if path.suffix != ".safetensors":
-        return str(model)
+    if path.suffix not in (".safetensors", ".json"):
+        return path.name or str(model)
     return f"{path.parent.name}-{path.stem}" if path.stem in ("best", "last") and path.parent.name else path.stem
 
 
@@ -87,14 +89,14 @@ def caption_files(captioner, paths: Sequence[Path], beam: int | None = None, max
 
     Returns the captions (None where an image could not be read) and the errors by path.
     """
-    from ..images import ImageError, open_image
+    import numpy as np
 
-    size = captioner.info.preprocess.size
+    from ..images import ImageError
 
     def load(path: Path):
         try:
-            return open_image(path, draft_size=size)
-        except ImageError as err:
+            return captioner.preprocess.load(path)  # (3, size, size)
+        except (ImageError, OSError, ValueError) as err:
             return err
 
     batches = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
@@ -111,13 +113,13 @@ def caption_files(captioner, paths: Sequence[Path], beam: int | None = None, max
         for b, batch in enumerate(batches):
             loaded = [f.result() for f in pending]
             pending = submit(batches[b + 1]) if b + 1 < len(batches) else []
-            good = [im for im in loaded if not isinstance(im, Exception)]
-            out = iter(captioner.model.generate(captioner.info_preprocess(good), beam=beam, max_len=max_len,
+            good = [x for x in loaded if not isinstance(x, Exception)]
+            out = iter(captioner.model.generate(np.stack(good), beam=beam, max_len=max_len,
                                                 length_penalty=length_penalty) if good else [])
-            for path, im in zip(batch, loaded):
-                if isinstance(im, Exception):
-                    errors[str(path)] = str(im)
-                    logger.warning("cannot read %s: %s", path, im)
+            for path, x in zip(batch, loaded):
+                if isinstance(x, Exception):
+                    errors[str(path)] = str(x)
+                    logger.warning("cannot read %s: %s", path, x)
                     captions.append(None)
                 else:
                     captions.append(next(out))
@@ -169,25 +171,22 @@ def caption_stats(hyps: Mapping[str, str], refs: Mapping[str, Sequence[str]], tr
 
 def evaluate(settings: EvalSettings) -> dict:
     """Captions the split, scores it, measures human agreement; one JSON-ready dict (``rows``: per image)."""
-    import torch
-
     from ..api import Captioner
+    from ..pretrained import resolve_model
 
     refs, train_captions, image_dir = load_split(settings)
     names = list(refs)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     if settings.ptb or settings.meteor:
         from .metrics import require_java
 
         require_java()  # fail before the minutes of captioning, not after
-    captioner = Captioner.load(settings.model)
+    captioner = Captioner.load(settings.model, backend=settings.backend, threads=settings.threads)
     decoding = captioner.info.decoding
     beam = decoding["beam"] if settings.beam is None else settings.beam
     max_len = decoding["max_len"] if settings.max_len is None else settings.max_len
     length_penalty = decoding["length_penalty"] if settings.length_penalty is None else settings.length_penalty
-    logger.info("captioning %d %s images with %s (beam %d, max_len %d)", len(names), settings.split,
-                settings.model, beam, max_len)
+    logger.info("captioning %d %s images with %s (%s backend, beam %d, max_len %d)", len(names), settings.split,
+                settings.model, captioner.backend, beam, max_len)
     start = time.perf_counter()
     captions, errors = caption_files(captioner, [image_dir / n for n in names], beam, max_len, length_penalty,
                                      settings.batch_size, settings.workers, settings.progress)
@@ -224,7 +223,8 @@ def evaluate(settings: EvalSettings) -> dict:
         "machine": machine_info(),
         "settings": {
             "model": settings.model, "label": model_label(settings.model),
-            "checkpoint": str(_checkpoint_path(settings.model)), "decoder": info.decoder.kind,
+            "backend": captioner.backend, "path": str(resolve_model(settings.model, captioner.backend)),
+            "decoder": info.decoder.kind,
             "encoder": info.encoder, "data": str(settings.data), "image_dir": str(image_dir), "split": settings.split,
             "images": len(hyps), "beam": beam, "max_len": max_len, "length_penalty": length_penalty,
             "batch_size": settings.batch_size, "limit": settings.limit,
@@ -241,10 +241,21 @@ def evaluate(settings: EvalSettings) -> dict:
     }
 
 
-def _checkpoint_path(model: str) -> Path:
-    from ..pretrained import resolve_model
-
-    return resolve_model(model)
+def command_line(settings: EvalSettings, out: Path | None = None) -> str:
+    """The ``imgsum eval`` command that gives these settings' results (decoding as resolved)."""
+    parts = ["imgsum eval", f"--model {settings.model}"]
+    if settings.data != DEFAULT_DATA:
+        parts.append(f"--data {settings.data}")
+    if settings.split != "test":
+        parts.append(f"--split {settings.split}")
+    for flag, value in (("--backend", settings.backend), ("--beam", settings.beam), ("--max-len", settings.max_len),
+                        ("--length-penalty", settings.length_penalty), ("--limit", settings.limit or None),
+                        ("--out", out)):
+        if value is not None:
+            parts.append(f"{flag} {value}")
+    parts += [flag for flag, on in (("--no-ptb", not settings.ptb), ("--no-meteor", not settings.meteor),
+                                    ("--no-agreement", not settings.agreement)) if on]
+    return " ".join(parts)
 
 
 def default_out(settings: EvalSettings) -> Path:

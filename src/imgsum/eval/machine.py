@@ -36,7 +36,8 @@ def _memory_gib() -> float | None:
 
 
 def machine_info() -> dict:
-    """CPU model, cores (all, and those this process may use), memory, torch threads and versions."""
+    """CPU model, cores (all, and those this process may use), memory; versions (and threads) of the
+    inference libraries this process has loaded."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -53,6 +54,10 @@ def machine_info() -> dict:
         import torch
 
         info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    if "onnxruntime" in sys.modules:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
     return info
 
 
@@ -63,4 +68,6 @@ def machine_line(info: dict) -> str:
         parts.append(f"{info['memory_gib']} GiB")
     if info.get("torch"):
         parts.append(f"torch {info['torch']} ({info.get('torch_threads')} threads)")
+    if info.get("onnxruntime"):
+        parts.append(f"onnxruntime {info['onnxruntime']}")
     return ", ".join(parts)

@@ -26,7 +26,7 @@ h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #d
 table.m{border-collapse:collapse} table.m td,table.m th{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 table.m th:first-child,table.m td:first-child{text-align:left}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1em}
-.card{display:flex;gap:.7em;border:1px solid #ddd;border-radius:6px;padding:.6em;font-size:.85em}
+.card{display:flex;align-items:flex-start;gap:.7em;border:1px solid #ddd;border-radius:6px;padding:.6em;font-size:.85em}
 .card img{width:176px;height:auto;flex:none;border-radius:4px}
 .ours{font-weight:600;font-size:1.05em;margin:0 0 .3em} .score{color:#666}
 .card ol{margin:.3em 0 0 1.2em;padding:0;color:#444} .note{color:#555;font-size:.9em}
@@ -78,7 +78,8 @@ def _stats(stats: dict) -> str:
     n = stats["captions"]
     length = stats["length"]
     items = [
-        f"Caption length: mean {length['mean']:.1f} words (median {length['median']}, {length['min']}–{length['max']});"
+        f"Caption length: mean {length['mean']:.1f} words (median {length['median']}, "
+        f"{length['min']}–{length['max']});"
         f" references: mean {stats['reference_length']['mean']:.1f}",
         f"Distinct captions: {stats['distinct_captions']} of {n} ({100 * stats['distinct_captions_share']:.1f}%)",
         f"Distinct words used: {stats['distinct_words']} (references of these images: "
@@ -122,7 +123,8 @@ def render_report(result: dict, sample: int = 12, extremes: int = 10) -> str:
     picked = pick_rows(result["rows"], sample, extremes)
     title = f"imgsum eval: {s['label']} on {s['split']}"
     settings = (f"model <b>{html.escape(s['model'])}</b> ({html.escape(s['decoder'])} decoder, "
-                f"{html.escape(s['encoder'])} encoder) · {s['images']} {html.escape(s['split'])} images of "
+                f"{html.escape(s['encoder'])} encoder, {html.escape(s.get('backend', ''))} backend) · "
+                f"{s['images']} {html.escape(s['split'])} images of "
                 f"{html.escape(s['data'])} · beam {s['beam']}, max_len {s['max_len']}, "
                 f"length penalty {s['length_penalty']} · {s['tokenizer'].upper()} tokenizer")
     machine = f"{html.escape(result['date'])} · {html.escape(machine_line(result['machine']))}"
@@ -149,3 +151,60 @@ def write_report(result: dict, path: Path, sample: int = 12, extremes: int = 10)
     path.write_text(render_report(result, sample, extremes), encoding="utf-8")
     logger.info("report: %s", path)
     return path
+
+
+def _row(label: str, scores: dict, names: list[str]) -> str:
+    return f"| {label} | " + " | ".join(f"{scores[m]:.3f}" if m in scores else "" for m in names) + " |"
+
+
+def quality_markdown(results: list[dict], links: dict[str, str] | None = None) -> str:
+    """The README's Quality section from ``imgsum eval`` results (``metrics.json``), the default model first.
+
+    ``links``: label -> a relative link to that result's HTML report.
+    """
+    if not results:
+        raise ValueError("no evaluation results")
+    first = results[0]
+    s, m = first["settings"], first["machine"]
+    names = [n for n in ALL_METRICS if n in first["metrics"]]
+    lines = [
+        f"Flickr8k {s['split']} split ({s['images']} images), coco-caption protocol ({s['tokenizer'].upper()} "
+        "tokenizer; BLEU-1..4, METEOR 1.5, ROUGE-L, CIDEr-D), from `imgsum eval` on "
+        f"{first['date'][:10]} ({machine_line(m)}).",
+        "",
+        "| model | " + " | ".join(names) + " | SPICE |",
+        "| --- " * (len(names) + 2) + "|",
+    ]
+    for r in results:
+        rs = r["settings"]
+        label = f"`{rs['label']}`, beam {rs['beam']}" if rs["beam"] > 1 else f"`{rs['label']}`, greedy"
+        if rs.get("backend"):
+            label += f" ({rs['backend']})"
+        lines.append(_row(label, r["metrics"], names) + " n/a |")
+    agreement = [(r, r["human_agreement"]) for r in results if "human" in r.get("human_agreement", {})]
+    if agreement:
+        n = agreement[0][1]["references"]
+        lines += [
+            "",
+            f"Against {n} references instead of {n + 1} (each reference left out in turn, mean of {n + 1} folds), "
+            "so that people and models are scored alike:",
+            "",
+            "| scored against the same references | " + " | ".join(names) + " |",
+            "| --- " * (len(names) + 1) + "|",
+            _row(f"people: each reference against the other {n}", agreement[0][1]["human"], names),
+        ]
+        lines += [_row(f"`{r['settings']['label']}`", a["model"], names) for r, a in agreement]
+    lines += ["", first.get("spice", ""), ""]
+    for r in results:
+        st, rs = r["stats"], r["settings"]
+        link = f" [Report]({links[rs['label']]})." if links and rs["label"] in links else ""
+        lines.append(
+            f"- `{rs['label']}`: captions of {st['length']['mean']:.1f} words on average (references "
+            f"{st['reference_length']['mean']:.1f}); {st['distinct_captions']} distinct captions of {st['captions']} "
+            f"({100 * st['distinct_captions_share']:.0f}%); {st['distinct_words']} distinct words (the references "
+            f"use {st['reference_distinct_words']}); {100 * st['copied_from_training_share']:.0f}% copied verbatim "
+            f"from a training caption.{link}")
+    commands = [r["command"] for r in results if r.get("command")]
+    if commands:
+        lines += ["", "Made with:", "", "```bash", *commands, "```"]
+    return "\n".join(lines)

@@ -1,4 +1,8 @@
-"""The captioning model: a frozen encoder, a decoder and the vocabulary, rebuilt from one checkpoint."""
+"""The captioning model on torch: a frozen encoder, a decoder and the vocabulary, rebuilt from one checkpoint.
+
+It has the interface of :class:`imgsum.runtime.ort.OnnxCaptionModel` (``info``, ``vocab``, ``encode``,
+``describe``, ``generate``), so :class:`imgsum.api.Captioner` runs either.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import ModelInfo, load_checkpoint
-from ..decoding import decode
+from ..decoding import describe
 from ..text import Vocabulary
 from .decoders import Decoder, create_decoder
 from .encoders import Encoder, create_encoder
@@ -34,15 +38,19 @@ class CaptionModel(nn.Module):
         encoder = create_encoder(info.encoder, pretrained=pretrained_encoder)
         return cls(encoder, decoder, info).eval()
 
-    @torch.inference_mode()
     def generate(self, pixels: np.ndarray | torch.Tensor, beam: int | None = None, max_len: int | None = None,
                  length_penalty: float | None = None) -> list[str]:
         """Preprocessed images (batch, 3, H, W) -> one caption each."""
-        d = self.info.decoding
-        x = torch.as_tensor(pixels)
-        grid, pooled = self.encoder(x)  # (batch, regions, C), (batch, C)
-        ids = decode(self.decoder, grid, pooled, self.vocab.eos_id,
-                     beam=d["beam"] if beam is None else beam,
-                     max_len=d["max_len"] if max_len is None else max_len,
-                     length_penalty=d["length_penalty"] if length_penalty is None else length_penalty)
-        return [self.vocab.decode(row) for row in ids]
+        return self.describe(*self.encode(pixels), beam=beam, max_len=max_len, length_penalty=length_penalty)
+
+    @torch.inference_mode()
+    def encode(self, pixels: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed images (batch, 3, H, W) -> grid (batch, regions, C), pooled (batch, C), as numpy."""
+        grid, pooled = self.encoder(torch.as_tensor(pixels))
+        return grid.numpy(), pooled.numpy()
+
+    @torch.inference_mode()
+    def describe(self, grid, pooled, beam: int | None = None, max_len: int | None = None,
+                 length_penalty: float | None = None) -> list[str]:
+        """Encoder features (numpy or torch) -> one caption each."""
+        return describe(self.decoder, grid, pooled, self.vocab, self.info.decoding, beam, max_len, length_penalty)

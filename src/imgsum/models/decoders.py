@@ -13,35 +13,15 @@ A state is a dict of tensors whose first dimension is the batch, so search can r
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime.info import DecoderConfig  # torch-free, so that exported models describe themselves alike
+
 State = dict[str, torch.Tensor]
-
-
-@dataclass
-class DecoderConfig:
-    """Hyper-parameters stored in every checkpoint; ``DecoderConfig(**saved)`` rebuilds the model."""
-
-    kind: str = "gpt"
-    vocab_size: int = 0
-    feature_dim: int = 1280  # encoder channels
-    dim: int = 384  # word-embedding size; the image is projected to it
-    hidden: int = 512  # lstm: state size
-    attention_dim: int = 256  # lstm: additive-attention size
-    layers: int = 3  # gpt: transformer blocks
-    heads: int = 6  # gpt
-    mlp_ratio: int = 4  # gpt
-    max_len: int = 40  # gpt: positions (image token included)
-    dropout: float = 0.3
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Decoder(nn.Module):

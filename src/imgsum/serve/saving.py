@@ -221,9 +221,9 @@ def _claim(folder: Path, stem: str, suffixes: list[str]) -> tuple[str, list[Path
     with _claim_lock:
         for n in range(1, 10_000):
             candidate = stem if n == 1 else f"{stem}-{n}"
+            if any(os.path.lexists(folder / (candidate + s)) for s in suffixes):
+                continue  # taken (a file, or a link that could lead elsewhere)
             paths = [_inside(folder, candidate + s) for s in suffixes]
-            if any(os.path.lexists(p) for p in paths):
-                continue
             made: list[Path] = []
             try:
                 for p in paths:

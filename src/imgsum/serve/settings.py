@@ -13,11 +13,21 @@ MB = 1024 * 1024
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def installed_models() -> dict[str, str]:
-    """The shipped models whose files are installed, by name (``{"gpt": "gpt", ...}``)."""
+def installed_models(backend: str | None = None) -> dict[str, str]:
+    """The shipped models that are installed, by name: ``{"gpt": "gpt", "lstm": "lstm"}`` when all are.
+
+    With no ``backend``, a model whose ONNX export is missing but whose checkpoint is there is served from
+    the checkpoint (with PyTorch).
+    """
     from ..pretrained import SHIPPED, shipped_path
 
-    return {name: name for name in SHIPPED if shipped_path(name).is_file()}
+    found: dict[str, str] = {}
+    for name in SHIPPED:
+        if shipped_path(name, backend or "onnx").is_file():
+            found[name] = name
+        elif backend is None and shipped_path(name, "torch").is_file():
+            found[name] = str(shipped_path(name, "torch"))
+    return found
 
 
 def parse_models(specs: str | list[str]) -> dict[str, str]:
@@ -47,8 +57,9 @@ def parse_models(specs: str | list[str]) -> dict[str, str]:
 class Settings:
     """Everything the app needs to know; build one directly, or with :meth:`from_env`."""
 
-    #: name shown in the app and the API -> shipped model name or checkpoint path; the first is the default.
+    #: name shown in the app and the API -> shipped model name or model path; the first is the default.
     models: Mapping[str, str] = field(default_factory=installed_models)
+    backend: str | None = None  # "onnx" or "torch"; default: Captioner.load's own choice for each model
     output_dir: Path = Path("imgsum-saved")
     max_upload_bytes: int = 20 * MB  # one image
     max_request_bytes: int = 50 * MB  # one whole request body
@@ -57,8 +68,9 @@ class Settings:
     max_beam: int = 8
     max_batch: int = 16  # images the worker runs through the model at once
     max_pending: int = 64  # requests waiting for the worker; more are answered 503
+    max_concurrent_uploads: int = 16  # POST bodies read and handled at once; more wait, unread
     decode_slots: int = 2  # uploads decoded at once
-    threads: int | None = None  # CPU threads for the models (default: torch's own)
+    threads: int | None = None  # CPU threads for the models (default: the backend's own)
     #: Host header values accepted (a guard against DNS rebinding); ``("*",)`` accepts any.
     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
     unsplash_access_key: str | None = None
@@ -71,6 +83,9 @@ class Settings:
         """Settings from ``IMGSUM_*`` variables and ``UNSPLASH_ACCESS_KEY``; keyword overrides win."""
         env = os.environ if env is None else env
         values: dict = {}
+        backend = overrides.get("backend") or env.get("IMGSUM_BACKEND") or None
+        if backend:
+            values["backend"] = backend
         if env.get("IMGSUM_MODELS"):
             values["models"] = parse_models(env["IMGSUM_MODELS"])
         if env.get("IMGSUM_OUTPUT_DIR"):
@@ -82,6 +97,8 @@ class Settings:
         if env.get("IMGSUM_UNSPLASH_API_URL"):
             values["unsplash_api_url"] = env["IMGSUM_UNSPLASH_API_URL"].rstrip("/")
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "models" not in values:
+            values["models"] = installed_models(values.get("backend"))
         return cls(**values).checked()
 
     def checked(self) -> "Settings":
@@ -90,9 +107,11 @@ class Settings:
             raise ValueError("no models to serve: none of the shipped models is installed; "
                              "give one with --model NAME=CHECKPOINT (or IMGSUM_MODELS)")
         for name in ("max_upload_bytes", "max_request_bytes", "max_images", "max_pixels", "max_beam", "max_batch",
-                     "max_pending", "decode_slots"):
+                     "max_pending", "max_concurrent_uploads", "decode_slots"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.backend not in (None, "onnx", "torch"):
+            raise ValueError(f"backend must be onnx or torch, not {self.backend!r}")
         if self.max_request_bytes < self.max_upload_bytes:
             return replace(self, max_request_bytes=self.max_upload_bytes + MB)
         return self

@@ -247,7 +247,7 @@ class Trainer:
             keep = idx[idx < n_images]
             if len(keep):
                 ids = decode(self.model, grid[: len(keep)], pooled[: len(keep)], self.vocab.eos_id, beam=self.cfg.beam,
-                             max_len=self.cfg.max_words + 1)
+                             max_len=self.cfg.max_words + 1, banned=self.vocab.never_emitted)
                 hyps.update({dev.images[i]: self.vocab.decode(r) for i, r in zip(keep, ids)})
         scores = score_captions({k: dev.references[k] for k in hyps}, hyps, ptb=False, meteor=False)
         return {"dev_loss": loss_sum / count, "dev_token_accuracy": correct / count,

@@ -1,0 +1,293 @@
+"""All the speed benchmarks in one run, with the specification's design measured in the same run as the baseline.
+
+    .venv/bin/python benchmarks/run_all.py                 # shipped models, Flickr8k test images
+    .venv/bin/python benchmarks/run_all.py --quick         # a smoke run in about a minute
+    .venv/bin/python benchmarks/run_all.py --models runs/gpt/best.safetensors
+
+Measures, for each model: single-image warm latency (median, p95; greedy and beam 3), batch throughput
+end to end from files on disk, cold start (process start to first caption, peak resident memory) and
+the decoder's training throughput; and the same for the specification's design (``baseline.py``).
+Writes ``results/benchmarks.json`` and ``results/benchmarks.md`` (the table, with ratios to the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import logging
+import pstats
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import torch  # noqa: E402
+
+import baseline  # noqa: E402
+import tables  # noqa: E402
+from harness import BACKENDS, cold_start, latency_stats, rate, time_each, timed, training_rate  # noqa: E402
+
+logger = logging.getLogger("benchmarks")
+
+BENCH_FORMAT = 1
+TARGETS = {"throughput_images_per_second": 30.0, "throughput_ratio": 4.0, "latency_median_ms": 80.0,
+           "cold_start_s": 3.0}
+
+
+def test_images(data: str, count: int) -> list[Path]:
+    """The first ``count`` images (by name) of the data's test split."""
+    from imgsum.data.formats import load_captions
+    from imgsum.data.splits import split_by_image
+
+    captions = load_captions(data)
+    names = sorted(split_by_image(captions)["test"])
+    if len(names) < count:
+        logger.warning("only %d test images, not %d", len(names), count)
+    return [Path(captions.image_dir) / n for n in names[:count]]
+
+
+def our_train_step(config, images: int, per_image: int, words: int, seed: int = 0):
+    """The training step of ``imgsum train`` (loop.Trainer.train_step) on a decoder of this ``config``
+    (a model's ``info.decoder``), on cached features."""
+    from dataclasses import asdict
+
+    import torch.nn.functional as F
+
+    from imgsum.models.decoders import DecoderConfig, create_decoder
+
+    cfg = DecoderConfig(**asdict(config))
+    if cfg.kind == "gpt":
+        words = min(words, cfg.max_len - 1)  # its positions: the image token and the words
+    g = torch.Generator().manual_seed(seed)
+    decoder = create_decoder(cfg).train()
+    opt = torch.optim.AdamW(decoder.parameters(), lr=1e-3, weight_decay=0.01)
+    grid = torch.randn(images, 49, cfg.feature_dim, generator=g)  # (images, regions, C): efficientnet_lite0 at 224
+    n = images * per_image
+    tokens = torch.randint(4, cfg.vocab_size, (n, words), generator=g)  # (captions, words), padded as in training
+    targets = torch.cat([tokens, torch.full((n, 1), 2)], 1)  # words then <eos>
+    image_index = torch.arange(images).repeat_interleave(per_image)
+
+    def step() -> float:
+        logits = decoder(grid, grid.mean(1), tokens, image_index)  # (captions, 1 + T, vocab)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    return step, words
+
+
+def stage_breakdown(captioner, paths: list[Path], beam: int, batch_size: int) -> dict:
+    """Milliseconds per image in each stage: read and preprocess, encoder, decoding (onnx or torch captioners)."""
+    import numpy as np
+
+    from imgsum.decoding import decode
+
+    model = captioner.model
+    d = captioner.info.decoding
+    on_torch = captioner.backend == "torch"
+    encode = (lambda x: model.encoder(torch.as_tensor(x))) if on_torch else model.encoder
+    stepper = model.decoder if on_torch else model.stepper
+    totals = {"read_preprocess_ms": 0.0, "encoder_ms": 0.0, "decoder_ms": 0.0}
+    with torch.inference_mode():
+        for lo in range(0, len(paths), batch_size):
+            batch = paths[lo : lo + batch_size]
+            t, pixels = timed(lambda: np.stack([captioner.preprocess.load(p) for p in batch]))
+            totals["read_preprocess_ms"] += t
+            t, (grid, pooled) = timed(lambda: encode(pixels))
+            totals["encoder_ms"] += t
+            t, _ = timed(lambda: decode(stepper, grid, pooled, model.vocab.eos_id, beam=beam,
+                                        max_len=d["max_len"], length_penalty=d["length_penalty"],
+                                        banned=model.vocab.never_emitted))
+            totals["decoder_ms"] += t
+    return {k: 1000 * v / len(paths) for k, v in totals.items()} | {"batch_size": batch_size, "beam": beam,
+                                                                    "images": len(paths)}
+
+
+def profile_to(path: Path, fn) -> None:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    with open(path, "w") as f:
+        pstats.Stats(prof, stream=f).sort_stats("cumulative").print_stats(30)
+    logger.info("profile: %s", path)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from imgsum.eval.evaluate import model_label
+    from imgsum.eval.machine import machine_info, utc_now
+    from imgsum.pretrained import SHIPPED
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    backend = BACKENDS[args.backend]
+    models = args.models or list(SHIPPED)
+    default = models[0]
+    images = test_images(args.data, max(args.images, args.latency_images))
+    batch_paths = images[: args.images]
+    latency_paths = images[: args.latency_images]
+    baseline_paths = batch_paths[: args.baseline_images or len(batch_paths)]
+    out: dict = {"imgsum_benchmarks": BENCH_FORMAT, "date": utc_now(), "machine": machine_info(),
+                 "backend": backend.name, "targets": TARGETS, "default": model_label(default),
+                 "settings": {k: v for k, v in vars(args).items() if k not in ("func",)},
+                 "latency": [], "throughput": [], "cold_start": [], "training": [], "breakdown": {}}
+
+    captioners = {m: backend.build(m, args.threads) for m in models}
+    kinds = {m: captioners[m].info.decoder.kind for m in models}
+    out["backends"] = {model_label(m): captioners[m].backend for m in models}
+    # Warm-up, and the number of steps the baseline decodes: our default model's greedy caption length + <eos>.
+    warm = captioners[default].caption_batch(latency_paths, beam=1, batch_size=args.batch_size)
+    words = statistics.fmean(len(r.caption.split()) for r in warm if r.ok)
+    steps = round(words) + 1
+    out["baseline"] = {"design": "ResNet-50 (fc -> Linear 512) + LSTM 1x1024 re-fed image and prefix each step, "
+                                 "or 6-layer GPT d512/8 heads/ff1024 re-run on the whole prefix; greedy, one "
+                                 "image at a time; vocabulary 7,500; random weights",
+                       "steps": steps, "steps_from": f"{model_label(default)} greedy mean {words:.2f} words + <eos>"}
+    logger.info("baseline decodes %d steps (%s greedy: %.2f words)", steps, model_label(default), words)
+    specs = {k: baseline.SpecCaptioner(k, steps) for k in args.baseline}
+
+    if "latency" in args.sections:
+        for m in models:
+            for beam in args.beams:
+                times, _ = time_each(lambda p: captioners[m].caption(p, beam=beam), latency_paths)
+                out["latency"].append({"system": model_label(m), "kind": kinds[m], "beam": beam,
+                                       **latency_stats(times)})
+                logger.info("latency %s beam %d: %s", model_label(m), beam, out["latency"][-1])
+        for k, spec in specs.items():
+            times, _ = time_each(spec.caption, latency_paths)
+            out["latency"].append({"system": f"spec-{k}", "kind": k, "beam": 1, "baseline": True,
+                                   **latency_stats(times)})
+            logger.info("latency spec-%s: %s", k, out["latency"][-1])
+
+    if "throughput" in args.sections:
+        for m in models:
+            for beam in args.throughput_beams:
+                seconds, results = timed(lambda: captioners[m].caption_batch(batch_paths, beam=beam,
+                                                                             batch_size=args.batch_size))
+                ok = sum(r.ok for r in results)
+                out["throughput"].append({"system": model_label(m), "kind": kinds[m], "beam": beam,
+                                          "batch_size": args.batch_size, "images": len(batch_paths), "failed":
+                                          len(batch_paths) - ok, "seconds": seconds,
+                                          "images_per_second": rate(len(batch_paths), seconds)})
+                logger.info("throughput %s beam %d: %.1f images/s", model_label(m), beam,
+                            out["throughput"][-1]["images_per_second"])
+        for k, spec in specs.items():
+            seconds, _ = timed(lambda: spec.caption_each(baseline_paths))
+            out["throughput"].append({"system": f"spec-{k}", "kind": k, "beam": 1, "batch_size": 1, "baseline": True,
+                                      "images": len(baseline_paths), "seconds": seconds,
+                                      "images_per_second": rate(len(baseline_paths), seconds)})
+            logger.info("throughput spec-%s: %.2f images/s", k, out["throughput"][-1]["images_per_second"])
+
+    if "breakdown" in args.sections:
+        cap = captioners[default]
+        out["breakdown"] = {
+            "single": stage_breakdown(cap, latency_paths, 3, 1),
+            "batch": stage_breakdown(cap, batch_paths[: max(args.batch_size * 4, 1)], 3, args.batch_size),
+        }
+        logger.info("breakdown: %s", out["breakdown"])
+
+    if args.profile:
+        cap = captioners[default]
+        args.out.mkdir(parents=True, exist_ok=True)
+        profile_to(args.out / "profile-latency.txt", lambda: [cap.caption(p, beam=3) for p in latency_paths])
+        profile_to(args.out / "profile-throughput.txt",
+                   lambda: cap.caption_batch(batch_paths[:160], beam=3, batch_size=args.batch_size))
+
+    if "cold" in args.sections:
+        image = str(latency_paths[0])
+        for m in models[: 1 if args.quick else None]:
+            res = cold_start(backend.cold_start_command(m, image), args.cold_repeats, cwd=ROOT)
+            out["cold_start"].append({"system": model_label(m), "kind": kinds[m], **res})
+            logger.info("cold start %s: %.2f s, %.0f MiB", model_label(m), res["first_output_s"], res["peak_rss_mib"])
+        with tempfile.TemporaryDirectory() as tmp:
+            for k, spec in specs.items():
+                weights = Path(tmp) / f"spec-{k}.pt"
+                spec.save(weights)
+                argv = [sys.executable, str(HERE / "baseline.py"), image, "--decoder", k, "--weights", str(weights),
+                        "--steps", str(steps)]
+                res = cold_start(argv, args.cold_repeats, cwd=ROOT)
+                out["cold_start"].append({"system": f"spec-{k}", "kind": k, "baseline": True, **res})
+                logger.info("cold start spec-%s: %.2f s, %.0f MiB", k, res["first_output_s"], res["peak_rss_mib"])
+
+    if "training" in args.sections:
+        n = args.train_images * args.train_captions
+        for m in models:
+            step, words = our_train_step(captioners[m].info.decoder, args.train_images, args.train_captions,
+                                         args.train_words)
+            out["training"].append({"system": model_label(m), "kind": kinds[m], "words": words,
+                                    **training_rate(step, n, args.train_steps)})
+            logger.info("training %s: %.0f captions/s", model_label(m), out["training"][-1]["captions_per_second"])
+        for k in args.baseline:
+            step = baseline.train_step_fn(k, n, args.train_words)
+            out["training"].append({"system": f"spec-{k}", "kind": k, "baseline": True, "words": args.train_words,
+                                    **training_rate(step, n, args.train_steps)})
+            logger.info("training spec-%s: %.0f captions/s", k, out["training"][-1]["captions_per_second"])
+
+    out["ratios"] = tables.ratios(out)
+    out["target_checks"] = tables.check_targets(out)
+    return out
+
+
+SECTIONS = ("latency", "throughput", "breakdown", "cold", "training")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from imgsum.eval import DEFAULT_DATA
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+",
+                   help="shipped names or model files, the default first (default: the shipped ones)")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="auto",
+                   help="auto: the Captioner's own choice per model (ONNX Runtime for shipped models); onnx; torch")
+    p.add_argument("--baseline", nargs="*", default=["gpt", "lstm"], choices=sorted(baseline.DECODERS),
+                   help="the specification's decoders to measure (default: both)")
+    p.add_argument("--data", default=str(ROOT / DEFAULT_DATA), help="caption file whose test split gives the images")
+    p.add_argument("--images", type=int, default=500, help="images for the batch throughput (default: %(default)s)")
+    p.add_argument("--baseline-images", type=int, default=0,
+                   help="images for the baseline's throughput, one at a time (default: the same as --images)")
+    p.add_argument("--latency-images", type=int, default=50)
+    p.add_argument("--beams", type=int, nargs="+", default=[1, 3], help="beams for the latency (default: 1 3)")
+    p.add_argument("--throughput-beams", type=int, nargs="+", default=[3], help="beams for the throughput (default: 3)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
+    p.add_argument("--cold-repeats", type=int, default=3)
+    p.add_argument("--train-images", type=int, default=32, help="images per training batch (default: %(default)s)")
+    p.add_argument("--train-captions", type=int, default=5, help="captions per image (default: %(default)s)")
+    p.add_argument("--train-words", type=int, default=20, help="words per caption, padded (default: %(default)s)")
+    p.add_argument("--train-steps", type=int, default=5)
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    p.add_argument("--profile", action="store_true", help="also write cProfile listings of the default model")
+    p.add_argument("--quick", action="store_true", help="a smoke run: few images, one repeat")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="results folder (default: benchmarks/results)")
+    p.add_argument("--name", default="benchmarks", help="results file stem (default: %(default)s)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.quick:
+        args.images, args.latency_images, args.cold_repeats, args.train_steps = 16, 4, 1, 1
+        args.baseline_images = min(args.baseline_images or 4, 4)
+        args.train_images = 4
+    result = run(args)
+    result["settings"]["out"] = str(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = args.out / f"{args.name}.json", args.out / f"{args.name}.md"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    md_path.write_text(tables.render_markdown(result) + "\n")
+    print(tables.render_markdown(result))
+    logger.info("wrote %s and %s", json_path, md_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

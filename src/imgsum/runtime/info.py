@@ -1,0 +1,90 @@
+"""A model's metadata, read without torch: decoder hyper-parameters, vocabulary, preprocessing,
+decoding defaults, training provenance and metrics.
+
+The same JSON is inside every checkpoint (safetensors metadata) and beside every exported ONNX
+model (its manifest), so both forms of a model describe themselves alike.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..images import Preprocess
+
+FORMAT_VERSION = 1
+META_KEY = "imgsum"
+
+
+@dataclass
+class DecoderConfig:
+    """Hyper-parameters stored in every checkpoint; ``DecoderConfig(**saved)`` rebuilds the model."""
+
+    kind: str = "gpt"
+    vocab_size: int = 0
+    feature_dim: int = 1280  # encoder channels
+    dim: int = 384  # word-embedding size; the image is projected to it
+    hidden: int = 512  # lstm: state size
+    attention_dim: int = 256  # lstm: additive-attention size
+    layers: int = 3  # gpt: transformer blocks
+    heads: int = 6  # gpt
+    mlp_ratio: int = 4  # gpt
+    max_len: int = 40  # gpt: positions (image token included)
+    dropout: float = 0.3
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ModelInfo:
+    encoder: str
+    preprocess: Preprocess
+    decoder: DecoderConfig
+    vocab: list[str]
+    decoding: dict = field(default_factory=lambda: {"beam": 3, "max_len": 20, "length_penalty": 0.0})
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelInfo":
+        d = dict(d)
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"model format version {version!r}; this imgsum reads version {FORMAT_VERSION}")
+        d["preprocess"] = Preprocess.from_dict(d["preprocess"])
+        d["decoder"] = DecoderConfig(**d["decoder"])
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelInfo":
+        return cls.from_dict(json.loads(text))
+
+
+def read_checkpoint_info(path: str | Path) -> ModelInfo:
+    """A checkpoint's metadata from its safetensors header alone: no torch, no weights read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+        (size,) = struct.unpack("<Q", head) if len(head) == 8 else (0,)
+        if not 2 <= size <= 100_000_000:
+            raise ValueError(f"{path}: not a safetensors file")
+        header = json.loads(f.read(size))
+    meta = header.get("__metadata__") or {}
+    if META_KEY not in meta:
+        raise ValueError(f"{path}: not an imgsum checkpoint (no {META_KEY!r} metadata)")
+    return ModelInfo.from_json(meta[META_KEY])

@@ -1,0 +1,113 @@
+"""Captioning with ONNX Runtime: the encoder, the decoder's step interface, and the two together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..decoding import describe
+from ..text import Vocabulary
+from .bundle import Bundle, read_bundle
+
+
+def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session running each operator on ``threads`` threads (default 1).
+
+    One thread by default: captioning many images gets its parallelism from encoding them in the image
+    workers while the decoder runs (:meth:`imgsum.api.Captioner.caption_batch`), which needs no hand-offs
+    inside an operator and keeps its speed on a machine that other work shares. Idle operator threads
+    sleep rather than spin, for the same reason.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    options.intra_op_num_threads = threads or 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxEncoder:
+    """Preprocessed images (batch, 3, S, S) -> grid (batch, regions, C), pooled (batch, C)."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        self.session = session(path, threads)
+
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        grid, pooled = self.session.run(["grid", "pooled"], {"images": np.ascontiguousarray(pixels, np.float32)})
+        return grid, pooled
+
+
+@dataclass
+class OnnxState:
+    """The decoder state as named arrays, and the image of each row (to know when memory must move)."""
+
+    tensors: dict[str, np.ndarray]
+    images: np.ndarray  # (rows,) int64
+
+
+class OnnxStepper:
+    """The step interface of :mod:`imgsum.decoding` over a bundle's start and step graphs."""
+
+    def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
+        self.start_session = session(bundle.path(bundle.start), threads)
+        self.step_session = session(bundle.path(bundle.step), threads)
+        self.carried, self.memory = bundle.carried, bundle.memory
+        self.max_positions = bundle.max_positions
+        self._start_outputs = ["logits", *self.carried, *self.memory]
+        self._step_outputs = ["logits", *(f"{n}.next" for n in self.carried)]
+        self._step_inputs = [i.name for i in self.step_session.get_inputs()]
+
+    def start(self, grid: np.ndarray, pooled: np.ndarray) -> tuple[np.ndarray, OnnxState]:
+        grid = np.ascontiguousarray(grid, np.float32)
+        pooled = np.ascontiguousarray(pooled, np.float32)
+        logits, *state = self.start_session.run(self._start_outputs, {"grid": grid, "pooled": pooled})
+        return logits, OnnxState(dict(zip(self._start_outputs[1:], state)), np.arange(len(logits)))
+
+    def step(self, tokens: np.ndarray, state: OnnxState) -> tuple[np.ndarray, OnnxState]:
+        if self.max_positions is not None and int(state.tensors["position"][0]) >= self.max_positions:
+            raise ValueError(f"caption longer than the model's {self.max_positions} positions")
+        feeds = {n: state.tensors[n] for n in self._step_inputs if n != "tokens"}
+        feeds["tokens"] = np.ascontiguousarray(tokens, np.int64)
+        logits, *carried = self.step_session.run(self._step_outputs, feeds)
+        return logits, OnnxState({**state.tensors, **dict(zip(self.carried, carried))}, state.images)
+
+    def reorder(self, state: OnnxState, index: np.ndarray) -> OnnxState:
+        images = state.images[index]
+        # Memory is a function of the image alone: rows that keep their image keep their memory (beam steps).
+        same = len(images) == len(state.images) and bool((images == state.images).all())
+        tensors = {n: v if same and n in self.memory else v[index] for n, v in state.tensors.items()}
+        return OnnxState(tensors, images)
+
+
+class OnnxCaptionModel:
+    """A bundle, loaded: ``generate`` turns preprocessed images into captions with no torch."""
+
+    def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
+        bundle.verify()
+        self.bundle = bundle
+        self.info = bundle.info
+        self.vocab = Vocabulary.from_list(self.info.vocab)
+        self.encoder = OnnxEncoder(bundle.path(bundle.encoder), threads)
+        self.stepper = OnnxStepper(bundle, threads)
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int | None = None) -> "OnnxCaptionModel":
+        return cls(read_bundle(path), threads)
+
+    def generate(self, pixels: np.ndarray, beam: int | None = None, max_len: int | None = None,
+                 length_penalty: float | None = None) -> list[str]:
+        """Preprocessed images (batch, 3, H, W) -> one caption each."""
+        return self.describe(*self.encode(pixels), beam=beam, max_len=max_len, length_penalty=length_penalty)
+
+    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed images (batch, 3, H, W) -> grid (batch, regions, C), pooled (batch, C). Thread-safe."""
+        return self.encoder(pixels)
+
+    def describe(self, grid: np.ndarray, pooled: np.ndarray, beam: int | None = None, max_len: int | None = None,
+                 length_penalty: float | None = None) -> list[str]:
+        """Encoder features, grid (batch, regions, C) and pooled (batch, C) -> one caption each."""
+        return describe(self.stepper, grid, pooled, self.vocab, self.info.decoding, beam, max_len, length_penalty)

@@ -1,0 +1,234 @@
+"""The ONNX Runtime path, pinned to the torch path: same logits, same captions, and never a torch import.
+
+Tiny random-weight checkpoints (conftest) are exported once for the session, through the command line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from conftest import DATA, ROOT, needs_data
+from imgsum.api import Captioner
+from imgsum.cli import main
+from imgsum.decoding import beam_search, greedy
+from imgsum.images import open_image
+from imgsum.models.captioner import CaptionModel
+from imgsum.pretrained import shipped_path
+from imgsum.runtime import read_bundle
+from imgsum.runtime.ort import OnnxCaptionModel
+
+KINDS = ("gpt", "lstm")
+
+
+@pytest.fixture(scope="session")
+def bundles(tiny_checkpoints, tmp_path_factory) -> dict[str, Path]:
+    """Both tiny checkpoints exported into one folder (sharing the encoder file): kind -> manifest."""
+    out = tmp_path_factory.mktemp("onnx")
+    assert main(["export", *(str(tiny_checkpoints[k]) for k in KINDS), "--out", str(out)]) == 0
+    return {k: out / f"tiny-{k}.json" for k in KINDS}
+
+
+@pytest.fixture(scope="session")
+def photos(sample_photos, tmp_path_factory) -> list[Path]:
+    """The shipped sample photos, or, where they are absent, a few made on the spot."""
+    if sample_photos:
+        return sample_photos
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (w, h) in enumerate([(320, 240), (500, 375), (224, 224)]):
+        ramp = np.linspace(0, 255, w * h * 3).reshape(h, w, 3)
+        pixels = np.clip(ramp + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+        paths.append(folder / f"photo{i}.jpg")
+        Image.fromarray(pixels).save(paths[-1], quality=90)
+    return paths
+
+
+def test_export_writes_a_bundle_that_describes_itself(bundles, tiny_checkpoints):
+    folder = bundles["gpt"].parent
+    assert len(list(folder.glob("*.onnx"))) == 5  # one encoder, shared; a start and a step per decoder
+    for kind in KINDS:
+        bundle = read_bundle(bundles[kind])
+        bundle.verify(checksums=True)
+        assert bundle.encoder == "efficientnet_lite0.onnx"
+        assert bundle.info.decoder.kind == kind
+        assert bundle.info.vocab == CaptionModel.from_checkpoint(tiny_checkpoints[kind]).info.vocab
+        assert bundle.info.decoding == {"beam": 2, "max_len": 10, "length_penalty": 0.0}
+        assert bundle.source["checkpoint"] == tiny_checkpoints[kind].name
+    assert read_bundle(bundles["gpt"]).carried[0] == "position"
+    assert read_bundle(bundles["lstm"]).memory == ["values", "keys"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_onnx_logits_equal_torch_step_by_step(kind, bundles, tiny_checkpoints):
+    torch_model = CaptionModel.from_checkpoint(tiny_checkpoints[kind])
+    onnx_model = OnnxCaptionModel.load(bundles[kind])
+    pixels = np.random.default_rng(1).standard_normal((3, 3, 224, 224)).astype(np.float32)
+    grid, pooled = onnx_model.encoder(pixels)
+    with torch.no_grad():
+        ref_grid, ref_pooled = torch_model.encoder(torch.from_numpy(pixels))
+    np.testing.assert_allclose(grid, ref_grid.numpy(), rtol=1e-4, atol=1e-4)
+    logits, state = onnx_model.stepper.start(ref_grid.numpy(), ref_pooled.numpy())
+    with torch.no_grad():
+        ref, ref_state = torch_model.decoder.start(ref_grid, ref_pooled)
+        np.testing.assert_allclose(logits, ref.numpy(), rtol=1e-5, atol=1e-5)
+        tokens = torch.randint(4, len(torch_model.vocab), (6, 3), generator=torch.Generator().manual_seed(2))
+        for t in range(tokens.shape[0]):  # the transformer's cache grows along its time axis
+            logits, state = onnx_model.stepper.step(tokens[t].numpy(), state)
+            ref, ref_state = torch_model.decoder.step(tokens[t], ref_state)
+            np.testing.assert_allclose(logits, ref.numpy(), rtol=1e-5, atol=1e-5)
+        # Reordering rows (as beam search does) keeps the two in step.
+        index = np.array([2, 2, 0])
+        logits, _ = onnx_model.stepper.step(tokens[0].numpy(), onnx_model.stepper.reorder(state, index))
+        ref, _ = torch_model.decoder.step(tokens[0], {k: v[torch.from_numpy(index)] for k, v in ref_state.items()})
+        np.testing.assert_allclose(logits, ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_captions_equal_between_backends(kind, bundles, tiny_checkpoints, photos):
+    on_onnx = Captioner.load(bundles[kind])
+    on_torch = Captioner.load(tiny_checkpoints[kind])
+    assert (on_onnx.backend, on_torch.backend) == ("onnx", "torch")
+    for beam in (1, 3):
+        got = [r.caption for r in on_onnx.caption_batch(photos, beam=beam, batch_size=2)]
+        assert got == [r.caption for r in on_torch.caption_batch(photos, beam=beam, batch_size=2)]
+        assert got[0] == on_onnx.caption(photos[0], beam=beam)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_beam_width_one_equals_greedy_on_onnx(kind, bundles):
+    model = OnnxCaptionModel.load(bundles[kind])
+    grid = np.random.default_rng(3).standard_normal((5, 49, 1280)).astype(np.float32)
+    pooled = grid.mean(1)
+    eos = model.vocab.eos_id
+    one = beam_search(model.stepper, grid, pooled, eos, beam=1, max_len=8)
+    assert one == greedy(model.stepper, grid, pooled, eos, max_len=8)
+    batched = beam_search(model.stepper, grid, pooled, eos, beam=3, max_len=8)
+    assert batched == [beam_search(model.stepper, grid[i : i + 1], pooled[i : i + 1], eos, beam=3, max_len=8)[0]
+                       for i in range(5)]
+
+
+def test_caption_batch_gives_error_rows_and_captions_the_rest(bundles, photos, tmp_path):
+    bad = tmp_path / "not-an-image.jpg"
+    bad.write_bytes(b"no pixels here")
+    captioner = Captioner.load(bundles["gpt"])
+    results = captioner.caption_batch([photos[0], bad, tmp_path / "missing.jpg", photos[-1]], batch_size=3)
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert "not a readable image" in results[1].error and "no such file" in results[2].error
+
+
+def _run_without_torch(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Runs ``code`` in a fresh interpreter in which ``import torch`` (and safetensors) fails."""
+    shim = "import sys\nsys.modules['torch'] = None\nsys.modules['safetensors'] = None\n"
+    script = tmp_path / "no_torch.py"
+    script.write_text(shim + textwrap.dedent(code))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_core_path_never_imports_torch(bundles, tiny_checkpoints, photos, tmp_path):
+    code = f"""
+        import sys
+        from imgsum import Captioner
+        from imgsum.cli import main
+        captioner = Captioner.load({str(bundles['lstm'])!r})
+        print("API:", captioner.caption({str(photos[0])!r}))
+        rc = main(["caption", "--model", {str(bundles['gpt'])!r}, "--format", "jsonl", {str(photos[0].parent)!r}])
+        assert rc == 0, rc
+        rc = main(["models", "--json", {str(bundles['gpt'])!r}, {str(tiny_checkpoints['lstm'])!r}])  # metadata only
+        loaded = sorted(m for m, v in sys.modules.items()
+                        if v is not None and m.split(".")[0] in ("torch", "safetensors"))
+        assert not loaded, loaded
+    """
+    done = _run_without_torch(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) >= len(photos) and all("caption" in r for r in rows)
+    assert "API:" in done.stdout
+    listed = json.loads(done.stdout[done.stdout.index("[\n") :])
+    assert [(r["decoder"], r["backends"]) for r in listed[-2:]] == [("gpt", ["onnx"]), ("lstm", ["torch"])]
+
+
+def test_torch_backend_without_torch_says_what_to_install(bundles, tiny_checkpoints, photos, tmp_path):
+    code = f"""
+        from imgsum.cli import main
+        raise SystemExit(main(["caption", "--model", {str(tiny_checkpoints['gpt'])!r}, {str(photos[0])!r}]))
+    """
+    done = _run_without_torch(code, tmp_path)
+    assert done.returncode == 2 and "pip install 'imgsum[train]'" in done.stderr
+
+
+def test_wrong_model_for_backend_is_refused_with_a_hint(bundles, tiny_checkpoints):
+    with pytest.raises(ValueError, match="imgsum export"):
+        Captioner.load(tiny_checkpoints["gpt"], backend="onnx")
+    with pytest.raises(ValueError, match="checkpoints"):
+        Captioner.load(bundles["gpt"], backend="torch")
+
+
+def test_a_changed_file_is_noticed(bundles, tmp_path):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for f in bundles["gpt"].parent.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    with open(folder / "tiny-gpt.weights", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ValueError, match="not the file it was exported with"):
+        Captioner.load(folder / "tiny-gpt.json")
+
+
+def _jpeg(size: tuple[int, int], orientation: int | None = None) -> bytes:
+    w, h = size
+    pixels = np.zeros((h, w, 3), np.uint8)
+    pixels[:, : w // 2] = (255, 0, 0)  # left half red, right half blue: shows any rotation
+    pixels[:, w // 2 :] = (0, 0, 255)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", [None, 3, 6, 8])
+def test_draft_decoding_keeps_exif_orientation_and_pixels(orientation):
+    data = _jpeg((1600, 800), orientation)
+    full = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    fast = open_image(data, draft_size=224)
+    assert max(fast.size) < max(full.size) and min(fast.size) >= 224  # decoded small: 1/2, 1/4 or 1/8 scale
+    assert (fast.size[0] > fast.size[1]) == (full.size[0] > full.size[1])  # upright as the full decode
+    reference = np.asarray(full.resize(fast.size, Image.BILINEAR), np.float32)
+    assert np.abs(np.asarray(fast, np.float32) - reference).mean() < 4
+
+
+def test_preprocessing_in_workers_equals_preprocessing_a_batch(bundles, photos):
+    captioner = Captioner.load(bundles["gpt"])
+    pre = captioner.preprocess
+    images = [open_image(p, draft_size=pre.size) for p in photos]
+    np.testing.assert_array_equal(np.stack([pre.load(p) for p in photos]), pre(images))
+
+
+@needs_data
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gpt", "lstm"])
+def test_shipped_models_caption_flickr8k_test_images_alike_on_both_backends(name):
+    """A subsample here; ``benchmarks/onnx_equivalence.py`` does all 1,000 test images and the metrics."""
+    if not (shipped_path(name, "onnx").is_file() and shipped_path(name, "torch").is_file()):
+        pytest.skip(f"shipped model {name!r} is not installed in both forms")
+    names = (DATA / "Flickr_8k.testImages.txt").read_text().split()[::20]  # 50 images
+    paths = [DATA / "images" / n for n in names]
+    on_onnx = [r.caption for r in Captioner.load(name, backend="onnx").caption_batch(paths, beam=3)]
+    on_torch = [r.caption for r in Captioner.load(name, backend="torch").caption_batch(paths, beam=3)]
+    same = sum(a == b for a, b in zip(on_onnx, on_torch))
+    assert same >= 0.98 * len(paths), [(a, b) for a, b in zip(on_onnx, on_torch) if a != b]
