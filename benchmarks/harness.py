@@ -128,6 +128,45 @@ def cold_start(argv: Sequence[str], repeats: int = 3, cwd: str | Path | None = N
     }
 
 
+def _busy_seconds() -> float | None:
+    """CPU-seconds all processes of the machine have been busy (Linux ``/proc/stat``), or None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class ForeignLoad:
+    """Measures how much of the machine other processes used while a measurement ran.
+
+    ``share`` after the block: their CPU time over (wall time x cores); 0 on an idle machine. A
+    measurement taken with a share above a few percent is disturbed (torch's small per-step ops
+    slow down by tens of times when a core is taken from them) and is flagged in the results.
+    """
+
+    def __enter__(self) -> "ForeignLoad":
+        self.share: float | None = None
+        self._start = (time.perf_counter(), _busy_seconds(), _own_seconds())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall0, busy0, own0 = self._start
+        busy1 = _busy_seconds()
+        if busy0 is None or busy1 is None:
+            return
+        wall = time.perf_counter() - wall0
+        foreign = (busy1 - busy0) - (_own_seconds() - own0)
+        self.share = max(0.0, foreign / (wall * (os.cpu_count() or 1))) if wall > 0 else 0.0
+
+
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else math.inf
 

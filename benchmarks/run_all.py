@@ -30,7 +30,8 @@ import torch  # noqa: E402
 
 import baseline  # noqa: E402
 import tables  # noqa: E402
-from harness import BACKENDS, cold_start, latency_stats, rate, time_each, timed, training_rate  # noqa: E402
+from harness import (BACKENDS, ForeignLoad, cold_start, latency_stats, rate, time_each, timed,  # noqa: E402
+                     training_rate)
 
 logger = logging.getLogger("benchmarks")
 
@@ -85,28 +86,20 @@ def our_train_step(config, images: int, per_image: int, words: int, seed: int = 
 
 
 def stage_breakdown(captioner, paths: list[Path], beam: int, batch_size: int) -> dict:
-    """Milliseconds per image in each stage: read and preprocess, encoder, decoding (onnx or torch captioners)."""
+    """Milliseconds per image in each stage: read and preprocess, encoder, decoding (the model's own
+    ``encode`` and ``describe``, whatever its backend)."""
     import numpy as np
 
-    from imgsum.decoding import decode
-
     model = captioner.model
-    d = captioner.info.decoding
-    on_torch = captioner.backend == "torch"
-    encode = (lambda x: model.encoder(torch.as_tensor(x))) if on_torch else model.encoder
-    stepper = model.decoder if on_torch else model.stepper
     totals = {"read_preprocess_ms": 0.0, "encoder_ms": 0.0, "decoder_ms": 0.0}
-    with torch.inference_mode():
-        for lo in range(0, len(paths), batch_size):
-            batch = paths[lo : lo + batch_size]
-            t, pixels = timed(lambda: np.stack([captioner.preprocess.load(p) for p in batch]))
-            totals["read_preprocess_ms"] += t
-            t, (grid, pooled) = timed(lambda: encode(pixels))
-            totals["encoder_ms"] += t
-            t, _ = timed(lambda: decode(stepper, grid, pooled, model.vocab.eos_id, beam=beam,
-                                        max_len=d["max_len"], length_penalty=d["length_penalty"],
-                                        banned=model.vocab.never_emitted))
-            totals["decoder_ms"] += t
+    for lo in range(0, len(paths), batch_size):
+        batch = paths[lo : lo + batch_size]
+        t, pixels = timed(lambda: np.stack([captioner.preprocess.load(p) for p in batch]))
+        totals["read_preprocess_ms"] += t
+        t, (grid, pooled) = timed(lambda: model.encode(pixels))
+        totals["encoder_ms"] += t
+        t, _ = timed(lambda: model.describe(grid, pooled, beam=beam))
+        totals["decoder_ms"] += t
     return {k: 1000 * v / len(paths) for k, v in totals.items()} | {"batch_size": batch_size, "beam": beam,
                                                                     "images": len(paths)}
 
@@ -154,44 +147,57 @@ def run(args: argparse.Namespace) -> dict:
     logger.info("baseline decodes %d steps (%s greedy: %.2f words)", steps, model_label(default), words)
     specs = {k: baseline.SpecCaptioner(k, steps) for k in args.baseline}
 
+    def record(section: str, entry_of, label: str) -> dict:
+        """Runs one measurement, noting how much of the machine other processes took meanwhile."""
+        with ForeignLoad() as load:
+            entry = entry_of()
+        entry["foreign_cpu"] = load.share
+        out[section].append(entry)
+        logger.info("%s %s: %s", section, label, {k: round(v, 3) if isinstance(v, float) else v
+                                                 for k, v in entry.items() if k not in ("runs", "command")})
+        if load.share is not None and load.share > tables.FOREIGN_WARN:
+            logger.warning("%s %s: other processes used %.0f%% of the CPU meanwhile; the figure is disturbed",
+                           section, label, 100 * load.share)
+        return entry
+
     if "latency" in args.sections:
         for m in models:
             for beam in args.beams:
-                times, _ = time_each(lambda p: captioners[m].caption(p, beam=beam), latency_paths)
-                out["latency"].append({"system": model_label(m), "kind": kinds[m], "beam": beam,
-                                       **latency_stats(times)})
-                logger.info("latency %s beam %d: %s", model_label(m), beam, out["latency"][-1])
+                record("latency", lambda: {"system": model_label(m), "kind": kinds[m], "beam": beam, **latency_stats(
+                    time_each(lambda p: captioners[m].caption(p, beam=beam), latency_paths)[0])},
+                    f"{model_label(m)} beam {beam}")
         for k, spec in specs.items():
-            times, _ = time_each(spec.caption, latency_paths)
-            out["latency"].append({"system": f"spec-{k}", "kind": k, "beam": 1, "baseline": True,
-                                   **latency_stats(times)})
-            logger.info("latency spec-%s: %s", k, out["latency"][-1])
+            record("latency", lambda: {"system": f"spec-{k}", "kind": k, "beam": 1, "baseline": True,
+                                       **latency_stats(time_each(spec.caption, latency_paths)[0])}, f"spec-{k}")
 
     if "throughput" in args.sections:
+        def ours(m: str, beam: int) -> dict:
+            seconds, results = timed(lambda: captioners[m].caption_batch(batch_paths, beam=beam,
+                                                                         batch_size=args.batch_size))
+            return {"system": model_label(m), "kind": kinds[m], "beam": beam, "batch_size": args.batch_size,
+                    "images": len(batch_paths), "failed": sum(not r.ok for r in results), "seconds": seconds,
+                    "images_per_second": rate(len(batch_paths), seconds)}
+
+        def theirs(k: str, spec) -> dict:
+            seconds, _ = timed(lambda: spec.caption_each(baseline_paths))
+            return {"system": f"spec-{k}", "kind": k, "beam": 1, "batch_size": 1, "baseline": True,
+                    "images": len(baseline_paths), "seconds": seconds,
+                    "images_per_second": rate(len(baseline_paths), seconds)}
+
         for m in models:
             for beam in args.throughput_beams:
-                seconds, results = timed(lambda: captioners[m].caption_batch(batch_paths, beam=beam,
-                                                                             batch_size=args.batch_size))
-                ok = sum(r.ok for r in results)
-                out["throughput"].append({"system": model_label(m), "kind": kinds[m], "beam": beam,
-                                          "batch_size": args.batch_size, "images": len(batch_paths), "failed":
-                                          len(batch_paths) - ok, "seconds": seconds,
-                                          "images_per_second": rate(len(batch_paths), seconds)})
-                logger.info("throughput %s beam %d: %.1f images/s", model_label(m), beam,
-                            out["throughput"][-1]["images_per_second"])
+                record("throughput", lambda: ours(m, beam), f"{model_label(m)} beam {beam}")
         for k, spec in specs.items():
-            seconds, _ = timed(lambda: spec.caption_each(baseline_paths))
-            out["throughput"].append({"system": f"spec-{k}", "kind": k, "beam": 1, "batch_size": 1, "baseline": True,
-                                      "images": len(baseline_paths), "seconds": seconds,
-                                      "images_per_second": rate(len(baseline_paths), seconds)})
-            logger.info("throughput spec-%s: %.2f images/s", k, out["throughput"][-1]["images_per_second"])
+            record("throughput", lambda: theirs(k, spec), f"spec-{k}")
 
     if "breakdown" in args.sections:
         cap = captioners[default]
-        out["breakdown"] = {
-            "single": stage_breakdown(cap, latency_paths, 3, 1),
-            "batch": stage_breakdown(cap, batch_paths[: max(args.batch_size * 4, 1)], 3, args.batch_size),
-        }
+        with ForeignLoad() as load:
+            out["breakdown"] = {
+                "single": stage_breakdown(cap, latency_paths, 3, 1),
+                "batch": stage_breakdown(cap, batch_paths[: max(args.batch_size * 4, 1)], 3, args.batch_size),
+            }
+        out["breakdown"]["foreign_cpu"] = load.share
         logger.info("breakdown: %s", out["breakdown"])
 
     if args.profile:
@@ -204,32 +210,29 @@ def run(args: argparse.Namespace) -> dict:
     if "cold" in args.sections:
         image = str(latency_paths[0])
         for m in models[: 1 if args.quick else None]:
-            res = cold_start(backend.cold_start_command(m, image), args.cold_repeats, cwd=ROOT)
-            out["cold_start"].append({"system": model_label(m), "kind": kinds[m], **res})
-            logger.info("cold start %s: %.2f s, %.0f MiB", model_label(m), res["first_output_s"], res["peak_rss_mib"])
+            record("cold_start", lambda: {"system": model_label(m), "kind": kinds[m], **cold_start(
+                backend.cold_start_command(m, image), args.cold_repeats, cwd=ROOT)}, model_label(m))
         with tempfile.TemporaryDirectory() as tmp:
             for k, spec in specs.items():
                 weights = Path(tmp) / f"spec-{k}.pt"
                 spec.save(weights)
                 argv = [sys.executable, str(HERE / "baseline.py"), image, "--decoder", k, "--weights", str(weights),
                         "--steps", str(steps)]
-                res = cold_start(argv, args.cold_repeats, cwd=ROOT)
-                out["cold_start"].append({"system": f"spec-{k}", "kind": k, "baseline": True, **res})
-                logger.info("cold start spec-%s: %.2f s, %.0f MiB", k, res["first_output_s"], res["peak_rss_mib"])
+                record("cold_start", lambda: {"system": f"spec-{k}", "kind": k, "baseline": True,
+                                              **cold_start(argv, args.cold_repeats, cwd=ROOT)}, f"spec-{k}")
 
     if "training" in args.sections:
         n = args.train_images * args.train_captions
         for m in models:
             step, words = our_train_step(captioners[m].info.decoder, args.train_images, args.train_captions,
                                          args.train_words)
-            out["training"].append({"system": model_label(m), "kind": kinds[m], "words": words,
-                                    **training_rate(step, n, args.train_steps)})
-            logger.info("training %s: %.0f captions/s", model_label(m), out["training"][-1]["captions_per_second"])
+            record("training", lambda: {"system": model_label(m), "kind": kinds[m], "words": words,
+                                        **training_rate(step, n, args.train_steps)}, model_label(m))
         for k in args.baseline:
             step = baseline.train_step_fn(k, n, args.train_words)
-            out["training"].append({"system": f"spec-{k}", "kind": k, "baseline": True, "words": args.train_words,
-                                    **training_rate(step, n, args.train_steps)})
-            logger.info("training spec-%s: %.0f captions/s", k, out["training"][-1]["captions_per_second"])
+            record("training", lambda: {"system": f"spec-{k}", "kind": k, "baseline": True,
+                                        "words": args.train_words, **training_rate(step, n, args.train_steps)},
+                   f"spec-{k}")
 
     out["ratios"] = tables.ratios(out)
     out["target_checks"] = tables.check_targets(out)

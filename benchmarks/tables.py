@@ -10,6 +10,8 @@ from __future__ import annotations
 SECTION_KEYS = {"latency": "median_ms", "throughput": "images_per_second", "cold_start": "first_output_s",
                 "training": "captions_per_second"}
 LOWER_IS_BETTER = {"latency", "cold_start"}
+#: A measurement during which other processes used more than this share of the CPU is marked disturbed.
+FOREIGN_WARN = 0.05
 
 
 def _spec(entries: list[dict], kind: str) -> dict | None:
@@ -82,6 +84,17 @@ def check_targets(result: dict) -> list[dict]:
     return checks
 
 
+def _mark(e: dict | None) -> str:
+    """A dagger after a figure measured while other processes took more than FOREIGN_WARN of the CPU."""
+    share = (e or {}).get("foreign_cpu")
+    return "†" if share is not None and share > FOREIGN_WARN else ""
+
+
+def _disturbed(result: dict) -> list[str]:
+    return [f"{section} {e['system']}{' beam ' + str(e['beam']) if section in ('latency', 'throughput') else ''} "
+            f"({100 * e['foreign_cpu']:.0f}%)" for section in SECTION_KEYS for e in result.get(section, []) if _mark(e)]
+
+
 def _ratio(e: dict) -> str:
     return f"**{e['vs_spec']:.1f}x**" if "vs_spec" in e else ""
 
@@ -119,33 +132,39 @@ def render_markdown(result: dict, heading: str = "") -> str:
         if e.get("baseline"):
             continue
         s = spec_of("latency", e)
-        spec = f"{s['system']}: {s['median_ms']:.0f} ms ({s['p95_ms']:.0f})" if s else ""
+        spec = f"{s['system']}: {s['median_ms']:.0f} ms ({s['p95_ms']:.0f}){_mark(s)}" if s else ""
         lines.append(f"| single-image warm latency, median (p95) | {e['system']} | {_setting(e)} | "
-                     f"{e['median_ms']:.1f} ms ({e['p95_ms']:.1f}) | {spec} | {_ratio(e)} |")
+                     f"{e['median_ms']:.1f} ms ({e['p95_ms']:.1f}){_mark(e)} | {spec} | {_ratio(e)} |")
     for e in result.get("throughput", []):
         if e.get("baseline"):
             continue
         s = spec_of("throughput", e)
-        spec = (f"{s['system']}: {s['images_per_second']:.2f} images/s ({s['images']} images, one at a time)"
-                if s else "")
+        spec = (f"{s['system']}: {s['images_per_second']:.2f} images/s{_mark(s)} ({s['images']} images, one at "
+                "a time)" if s else "")
         lines.append(f"| batch throughput, {e['images']} test images from disk | {e['system']} | {_setting(e)}, "
-                     f"batch {e['batch_size']} | {e['images_per_second']:.1f} images/s | {spec} | {_ratio(e)} |")
+                     f"batch {e['batch_size']} | {e['images_per_second']:.1f} images/s{_mark(e)} | {spec} | "
+                     f"{_ratio(e)} |")
     for e in result.get("cold_start", []):
         if e.get("baseline"):
             continue
         s = spec_of("cold_start", e)
-        spec = f"{s['system']}: {s['first_output_s']:.2f} s ({s['peak_rss_mib']:.0f} MiB)" if s else ""
+        spec = f"{s['system']}: {s['first_output_s']:.2f} s ({s['peak_rss_mib']:.0f} MiB){_mark(s)}" if s else ""
         lines.append(f"| cold start to first caption (peak RSS) | {e['system']} | `imgsum caption`, model default "
-                     f"beam | {e['first_output_s']:.2f} s ({e['peak_rss_mib']:.0f} MiB) | {spec} | {_ratio(e)} |")
+                     f"beam | {e['first_output_s']:.2f} s ({e['peak_rss_mib']:.0f} MiB){_mark(e)} | {spec} | "
+                     f"{_ratio(e)} |")
     for e in result.get("training", []):
         if e.get("baseline"):
             continue
         s = spec_of("training", e)
-        spec = f"{s['system']}: {s['captions_per_second']:.0f} captions/s" if s else ""
+        spec = f"{s['system']}: {s['captions_per_second']:.0f} captions/s{_mark(s)}" if s else ""
         lines.append(f"| decoder training on cached features | {e['system']} | {e['captions_per_step']} captions x "
-                     f"{e['words']} words per step | {e['captions_per_second']:.0f} captions/s | {spec} | "
+                     f"{e['words']} words per step | {e['captions_per_second']:.0f} captions/s{_mark(e)} | {spec} | "
                      f"{_ratio(e)} |")
-    bd = result.get("breakdown") or {}
+    disturbed = _disturbed(result)
+    if disturbed:
+        lines += ["", f"† Disturbed: other processes used more than {100 * FOREIGN_WARN:.0f}% of the CPU while these "
+                  "were measured: " + "; ".join(disturbed) + ". Rerun on an idle machine."]
+    bd = {k: v for k, v in (result.get("breakdown") or {}).items() if isinstance(v, dict)}
     if bd:
         lines += ["", "Where the time goes (default model, beam 3, milliseconds per image): " + "; ".join(
             f"{name} (batch {b['batch_size']}): read+preprocess {b['read_preprocess_ms']:.1f}, encoder "

@@ -256,16 +256,19 @@ def test_update_readme_replaces_only_the_marked_sections(tmp_path: Path) -> None
     readme = tmp_path / "README.md"
     readme.write_text("# t\n<!-- quality:start -->\nold\n<!-- quality:end -->\nkept\n"
                       "<!-- speed:start -->\nold\n<!-- speed:end -->\n")
-    for label in ("lstm", "gpt"):
+    for label in ("gpt", "lstm"):
         (tmp_path / label).mkdir()
         (tmp_path / label / "metrics.json").write_text(json.dumps(_fake_eval(label)))
-    args = ["--readme", str(readme), "--eval", str(tmp_path / "lstm" / "metrics.json"),
-            str(tmp_path / "gpt" / "metrics.json"), "--bench", str(tmp_path / "none.json")]
+    from imgsum.pretrained import SHIPPED
+
+    default, other = list(SHIPPED)[:2]
+    args = ["--readme", str(readme), "--eval", str(tmp_path / other / "metrics.json"),  # not in release order
+            str(tmp_path / default / "metrics.json"), "--bench", str(tmp_path / "none.json")]
     assert update_readme.main([*args, "--check"]) == 1
     assert update_readme.main(args) == 0
     text = readme.read_text()
     assert "old\n<!-- quality:end -->" not in text and "kept" in text
-    assert text.index("`gpt`, beam 3") < text.index("`lstm`, beam 3")  # the default model first
+    assert text.index(f"`{default}`, beam 3") < text.index(f"`{other}`, beam 3")  # the default model first
     assert "<!-- speed:start -->\nold\n<!-- speed:end -->" in text  # no benchmark results: left as it was
     assert update_readme.main([*args, "--check"]) == 0
     readme.write_text("no markers")

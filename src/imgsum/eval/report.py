@@ -168,7 +168,7 @@ def quality_markdown(results: list[dict], links: dict[str, str] | None = None) -
     s, m = first["settings"], first["machine"]
     names = [n for n in ALL_METRICS if n in first["metrics"]]
     lines = [
-        f"Flickr8k {s['split']} split ({s['images']} images), coco-caption protocol ({s['tokenizer'].upper()} "
+        f"Flickr8k {s['split']} split ({s['images']:,} images), coco-caption protocol ({s['tokenizer'].upper()} "
         "tokenizer; BLEU-1..4, METEOR 1.5, ROUGE-L, CIDEr-D), from `imgsum eval` on "
         f"{first['date'][:10]} ({machine_line(m)}).",
         "",
