@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond Python: Debian's Chromium (driven headless by Playwright in
-# tests/test_serve_browser.py) and fonts for its pages. Run as root; idempotent: installs only what is missing.
+# tests/test_serve_browser.py) and fonts for its pages, and a Java runtime for the coco-caption PTB
+# tokenizer and METEOR (tests/test_eval.py). Run as root; idempotent: installs only what is missing.
 set -euo pipefail
 
 packages=(chromium fonts-liberation fonts-dejavu-core)
+command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
 
 missing=()
 for pkg in "${packages[@]}"; do
