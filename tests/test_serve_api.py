@@ -101,6 +101,32 @@ def test_health_models_config_and_docs(client, server):
     assert {"/api/caption", "/api/models", "/api/save", "/api/sample", "/healthz"} <= set(paths)
 
 
+@pytest.mark.parametrize("docs, kinds", [("/docs", {"script", "style"}), ("/redoc", {"script"})])
+def test_docs_pages_load_their_scripts_and_styles_from_this_server(client, server, docs, kinds):
+    """Swagger UI and ReDoc come from the server itself, not a CDN, so the docs work offline."""
+    import re
+    from urllib.parse import urljoin, urlsplit
+
+    page = client.get(docs)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    scripts = re.findall(r"""<script[^>]*\ssrc=["']([^"']+)""", html, re.I)
+    styles = [href for tag in re.findall(r"<link[^>]*>", html, re.I) if re.search(r"rel=[\"']?stylesheet", tag, re.I)
+              for href in re.findall(r"""href=["']([^"']+)""", tag, re.I)]
+    found = {"script": scripts, "style": styles}
+    assert all(found[kind] for kind in kinds), found
+    assert "cdn." not in html.lower() and "fonts.googleapis" not in html.lower()
+    media = {"script": "javascript", "style": "text/css"}
+    for kind, urls in found.items():
+        for url in urls:
+            absolute = urljoin(server.url + docs, url)
+            assert urlsplit(absolute).netloc == urlsplit(server.url).netloc, f"{docs} loads {url} from elsewhere"
+            answer = client.get(absolute)
+            assert answer.status_code == 200, (url, answer.status_code)
+            assert media[kind] in answer.headers["content-type"], (url, answer.headers["content-type"])
+            assert len(answer.content) > 1000, url
+
+
 def test_page_is_served_with_a_strict_policy(client):
     page = client.get("/")
     assert page.status_code == 200 and "Load sample image" in page.text

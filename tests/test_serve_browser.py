@@ -135,6 +135,27 @@ def test_load_sample_image_works_offline(page):
     assert wait_for_caption(page)
 
 
+def test_api_docs_render_offline(browser, server):
+    """Swagger UI at /docs renders the API from files the server ships: no request leaves 127.0.0.1."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    elsewhere: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("request", lambda r: elsewhere.append(r.url)
+            if not r.url.startswith((server.url, "data:", "blob:")) else None)
+    try:
+        page.goto(server.url + "/docs")
+        page.locator(".opblock", has_text="/api/caption").first.wait_for(state="visible")
+        assert page.locator(".opblock-summary-path", has_text="/api/models").count() >= 1
+    finally:
+        context.close()
+    assert not problems, problems
+    assert not elsewhere, elsewhere
+
+
 def test_drop_and_paste_load_an_image(page):
     for event in ("drop", "paste"):
         page.evaluate("""async (event) => {

@@ -105,9 +105,10 @@ class Captioner:
         return self.preprocess(images)
 
     def caption_batch(self, images: Iterable[ImageInput], beam: int | None = None, batch_size: int = 16,
-                      workers: int = 2,
-                      on_result: Callable[[CaptionResult], None] | None = None) -> list[CaptionResult]:
+                      workers: int = 2, on_result: Callable[[CaptionResult], None] | None = None,
+                      max_len: int | None = None, length_penalty: float | None = None) -> list[CaptionResult]:
         """Captions many images; an unreadable one gets an error result and the rest are still captioned.
+        Decoding settings left out are the model's own.
 
         A pool of ``workers`` threads reads, preprocesses and encodes the next images while this thread
         decodes the captions of a batch: decoding and the encoder run side by side, on separate cores.
@@ -118,7 +119,7 @@ class Captioner:
             if good:
                 grid = np.concatenate([g for g, _ in good])  # (batch, regions, C)
                 pooled = np.concatenate([p for _, p in good])  # (batch, C)
-                captions = iter(self.model.describe(grid, pooled, beam=beam))
+                captions = iter(self.model.describe(grid, pooled, beam, max_len, length_penalty))
                 for r, _ in batch:
                     if r.error is None:
                         r.caption = next(captions)

@@ -11,7 +11,6 @@ import logging
 import statistics
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -85,49 +84,20 @@ def load_split(settings: EvalSettings) -> tuple[dict[str, list[str]], list[str],
 def caption_files(captioner, paths: Sequence[Path], beam: int | None = None, max_len: int | None = None,
                   length_penalty: float | None = None, batch_size: int = 16, workers: int = 2,
                   progress: bool = True) -> tuple[list[str | None], dict[str, str]]:
-    """Captions for image files, in order, decoding the next batch's images while the model runs.
+    """Captions for image files, in order (:meth:`Captioner.caption_batch`, with a progress bar).
 
     Returns the captions (None where an image could not be read) and the errors by path.
     """
-    import numpy as np
+    from tqdm import tqdm
 
-    from ..images import ImageError
-
-    def load(path: Path):
-        try:
-            return captioner.preprocess.load(path)  # (3, size, size)
-        except (ImageError, OSError, ValueError) as err:
-            return err
-
-    batches = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
-    captions: list[str | None] = []
-    errors: dict[str, str] = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(paths), unit="img", desc="captioning", leave=False)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        submit = lambda batch: [pool.submit(load, p) for p in batch]  # noqa: E731
-        pending: list[Future] = submit(batches[0]) if batches else []
-        for b, batch in enumerate(batches):
-            loaded = [f.result() for f in pending]
-            pending = submit(batches[b + 1]) if b + 1 < len(batches) else []
-            good = [x for x in loaded if not isinstance(x, Exception)]
-            out = iter(captioner.model.generate(np.stack(good), beam=beam, max_len=max_len,
-                                                length_penalty=length_penalty) if good else [])
-            for path, x in zip(batch, loaded):
-                if isinstance(x, Exception):
-                    errors[str(path)] = str(x)
-                    logger.warning("cannot read %s: %s", path, x)
-                    captions.append(None)
-                else:
-                    captions.append(next(out))
-            if bar:
-                bar.update(len(batch))
-    if bar:
-        bar.close()
-    return captions, errors
+    with tqdm(total=len(paths), unit="img", desc="captioning", leave=False, disable=not progress) as bar:
+        results = captioner.caption_batch(paths, beam=beam, batch_size=batch_size, workers=workers,
+                                          on_result=lambda r: bar.update(), max_len=max_len,
+                                          length_penalty=length_penalty)
+    errors = {r.image: r.error for r in results if not r.ok}
+    for image, error in errors.items():
+        logger.warning("cannot read %s: %s", image, error)
+    return [r.caption for r in results], errors
 
 
 def _normal(caption: str) -> str:

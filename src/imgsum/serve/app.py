@@ -26,6 +26,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -90,7 +91,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app, built for ``settings`` (default: :meth:`Settings.from_env`)."""
     settings = (settings or Settings.from_env()).checked()
-    app = FastAPI(title="imgsum", version=_version(),
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI and ReDoc from files it ships (under
+    # /static-offline-docs), not from a CDN, so the docs work on a machine with no internet.
+    app = FastAPIOffline(title="imgsum", version=_version(),
                   description="Caption photos with one English sentence: the page at `/`, and a REST API.",
                   lifespan=lifespan)
     app.state.settings = settings
