@@ -1,13 +1,15 @@
 """All the speed benchmarks in one run, with the specification's design measured in the same run as the baseline.
 
     .venv/bin/python benchmarks/run_all.py                 # shipped models, Flickr8k test images
-    .venv/bin/python benchmarks/run_all.py --quick         # a smoke run in about a minute
-    .venv/bin/python benchmarks/run_all.py --models runs/gpt/best.safetensors
+    .venv/bin/python benchmarks/run_all.py --quick         # a smoke run in a few minutes
+    .venv/bin/python benchmarks/run_all.py --models runs/gpt/best.safetensors --compare-backend none
 
 Measures, for each model: single-image warm latency (median, p95; greedy and beam 3), batch throughput
 end to end from files on disk, cold start (process start to first caption, peak resident memory) and
-the decoder's training throughput; and the same for the specification's design (``baseline.py``).
-Writes ``results/benchmarks.json`` and ``results/benchmarks.md`` (the table, with ratios to the baseline).
+the decoder's training throughput; the same models on a second backend (``--compare-backend``, torch
+by default: latency, throughput and cold start, each measured right after ours); and the same for the
+specification's design (``baseline.py``). Writes ``results/benchmarks.json`` and ``results/benchmarks.md``
+(the table, with ratios to the second backend and to the baseline).
 """
 
 from __future__ import annotations
@@ -35,9 +37,13 @@ from harness import (BACKENDS, ForeignLoad, cold_start, latency_stats, rate, tim
 
 logger = logging.getLogger("benchmarks")
 
-BENCH_FORMAT = 1
+BENCH_FORMAT = 2  # 2: entries carry "backend"; the comparison backend's are marked "comparison"; targets_onnx
+#: The evaluation issue's targets, for the default model beam 3 on the main backend (what users get).
 TARGETS = {"throughput_images_per_second": 30.0, "throughput_ratio": 4.0, "latency_median_ms": 80.0,
            "cold_start_s": 3.0}
+#: The ONNX Runtime issue's targets, for the default model beam 3 on the onnx backend.
+TARGETS_ONNX = {"backend": "onnx", "throughput_images_per_second": 100.0, "latency_median_ms": 20.0,
+                "cold_start_s": 1.0}
 
 
 def test_images(data: str, count: int) -> list[Path]:
@@ -122,6 +128,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     backend = BACKENDS[args.backend]
+    compare = None if args.compare_backend == "none" else BACKENDS[args.compare_backend]
     models = args.models or list(SHIPPED)
     default = models[0]
     images = test_images(args.data, max(args.images, args.latency_images))
@@ -129,13 +136,32 @@ def run(args: argparse.Namespace) -> dict:
     latency_paths = images[: args.latency_images]
     baseline_paths = batch_paths[: args.baseline_images or len(batch_paths)]
     out: dict = {"imgsum_benchmarks": BENCH_FORMAT, "date": utc_now(), "machine": machine_info(),
-                 "backend": backend.name, "targets": TARGETS, "default": model_label(default),
+                 "backend": backend.name, "compare_backend": None, "targets": TARGETS,
+                 "targets_onnx": TARGETS_ONNX, "default": model_label(default),
                  "settings": {k: v for k, v in vars(args).items() if k not in ("func",)},
                  "latency": [], "throughput": [], "cold_start": [], "training": [], "breakdown": {}}
 
     captioners = {m: backend.build(m, args.threads) for m in models}
     kinds = {m: captioners[m].info.decoder.kind for m in models}
     out["backends"] = {model_label(m): captioners[m].backend for m in models}
+    # The comparison backend, for the models on which it differs from the main one.
+    others = {m: c for m in (models if compare else []) if (c := compare.build(m, args.threads)).backend
+              != captioners[m].backend}
+    if others:
+        out["compare_backend"] = compare.name
+        out["compare_backends"] = {model_label(m): c.backend for m, c in others.items()}
+    for m in models:  # first-call costs (sessions, allocations) out of the way
+        for cap in (captioners[m], others.get(m)):
+            if cap is not None:
+                cap.caption_batch(latency_paths[:4], beam=3, batch_size=args.batch_size)
+
+    def variants(m: str):
+        """(captioner, its Backend, fields for its entries, label) for model ``m``: the main backend, then
+        the comparison one, so that each comparison figure is measured right after ours."""
+        yield captioners[m], backend, {"backend": captioners[m].backend}, model_label(m)
+        if m in others:
+            yield others[m], compare, {"backend": others[m].backend, "comparison": True}, \
+                f"{model_label(m)} on {others[m].backend}"
     # Warm-up, and the number of steps the baseline decodes: our default model's greedy caption length + <eos>.
     warm = captioners[default].caption_batch(latency_paths, beam=1, batch_size=args.batch_size)
     words = statistics.fmean(len(r.caption.split()) for r in warm if r.ok)
@@ -163,20 +189,20 @@ def run(args: argparse.Namespace) -> dict:
     if "latency" in args.sections:
         for m in models:
             for beam in args.beams:
-                record("latency", lambda: {"system": model_label(m), "kind": kinds[m], "beam": beam, **latency_stats(
-                    time_each(lambda p: captioners[m].caption(p, beam=beam), latency_paths)[0])},
-                    f"{model_label(m)} beam {beam}")
+                for cap, _, fields, label in variants(m):
+                    record("latency", lambda: {"system": model_label(m), "kind": kinds[m], "beam": beam, **fields,
+                                               **latency_stats(time_each(lambda p: cap.caption(p, beam=beam),
+                                                                         latency_paths)[0])}, f"{label} beam {beam}")
         for k, spec in specs.items():
             record("latency", lambda: {"system": f"spec-{k}", "kind": k, "beam": 1, "baseline": True,
                                        **latency_stats(time_each(spec.caption, latency_paths)[0])}, f"spec-{k}")
 
     if "throughput" in args.sections:
-        def ours(m: str, beam: int) -> dict:
-            seconds, results = timed(lambda: captioners[m].caption_batch(batch_paths, beam=beam,
-                                                                         batch_size=args.batch_size))
+        def ours(m: str, cap, fields: dict, beam: int) -> dict:
+            seconds, results = timed(lambda: cap.caption_batch(batch_paths, beam=beam, batch_size=args.batch_size))
             return {"system": model_label(m), "kind": kinds[m], "beam": beam, "batch_size": args.batch_size,
-                    "images": len(batch_paths), "failed": sum(not r.ok for r in results), "seconds": seconds,
-                    "images_per_second": rate(len(batch_paths), seconds)}
+                    **fields, "images": len(batch_paths), "failed": sum(not r.ok for r in results),
+                    "seconds": seconds, "images_per_second": rate(len(batch_paths), seconds)}
 
         def theirs(k: str, spec) -> dict:
             seconds, _ = timed(lambda: spec.caption_each(baseline_paths))
@@ -186,7 +212,8 @@ def run(args: argparse.Namespace) -> dict:
 
         for m in models:
             for beam in args.throughput_beams:
-                record("throughput", lambda: ours(m, beam), f"{model_label(m)} beam {beam}")
+                for cap, _, fields, label in variants(m):
+                    record("throughput", lambda: ours(m, cap, fields, beam), f"{label} beam {beam}")
         for k, spec in specs.items():
             record("throughput", lambda: theirs(k, spec), f"spec-{k}")
 
@@ -199,6 +226,15 @@ def run(args: argparse.Namespace) -> dict:
             }
         out["breakdown"]["foreign_cpu"] = load.share
         logger.info("breakdown: %s", out["breakdown"])
+        if default in others:
+            cap = others[default]
+            with ForeignLoad() as load:
+                out["breakdown_compare"] = {
+                    "backend": cap.backend, "single": stage_breakdown(cap, latency_paths, 3, 1),
+                    "batch": stage_breakdown(cap, batch_paths[: max(args.batch_size * 4, 1)], 3, args.batch_size),
+                }
+            out["breakdown_compare"]["foreign_cpu"] = load.share
+            logger.info("breakdown on %s: %s", cap.backend, out["breakdown_compare"])
 
     if args.profile:
         cap = captioners[default]
@@ -210,8 +246,9 @@ def run(args: argparse.Namespace) -> dict:
     if "cold" in args.sections:
         image = str(latency_paths[0])
         for m in models[: 1 if args.quick else None]:
-            record("cold_start", lambda: {"system": model_label(m), "kind": kinds[m], **cold_start(
-                backend.cold_start_command(m, image), args.cold_repeats, cwd=ROOT)}, model_label(m))
+            for _, kind_of, fields, label in variants(m):
+                record("cold_start", lambda: {"system": model_label(m), "kind": kinds[m], **fields, **cold_start(
+                    kind_of.cold_start_command(m, image), args.cold_repeats, cwd=ROOT)}, label)
         with tempfile.TemporaryDirectory() as tmp:
             for k, spec in specs.items():
                 weights = Path(tmp) / f"spec-{k}.pt"
@@ -250,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shipped names or model files, the default first (default: the shipped ones)")
     p.add_argument("--backend", choices=sorted(BACKENDS), default="auto",
                    help="auto: the Captioner's own choice per model (ONNX Runtime for shipped models); onnx; torch")
+    p.add_argument("--compare-backend", choices=sorted(BACKENDS) + ["none"], default="torch",
+                   help="measure the same models on this backend too, in the same run (latency, throughput, cold "
+                        "start), for the 'vs' ratios; skipped for a model it resolves to the main backend on; "
+                        "none: not at all (default: %(default)s)")
     p.add_argument("--baseline", nargs="*", default=["gpt", "lstm"], choices=sorted(baseline.DECODERS),
                    help="the specification's decoders to measure (default: both)")
     p.add_argument("--data", default=str(ROOT / DEFAULT_DATA), help="caption file whose test split gives the images")

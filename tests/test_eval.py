@@ -308,6 +308,54 @@ def test_benchmark_tables_ratios_and_targets() -> None:
            "**10.0x** |" in text
 
 
+def test_benchmark_tables_compare_backend_and_onnx_targets() -> None:
+    """Ours on onnx beside the same model on torch, in one run: both ratios, and the ONNX issue's targets."""
+    tables = _load_script("tables", ROOT / "benchmarks" / "tables.py")
+    result = {
+        "date": "2026-11-26T15:00:00Z", "backend": "auto", "compare_backend": "torch", "default": "lstm",
+        "backends": {"lstm": "onnx"}, "machine": {"cpu": "CPU", "cores": 2, "torch_threads": 2},
+        "targets": {"throughput_images_per_second": 30.0, "throughput_ratio": 4.0, "latency_median_ms": 80.0,
+                    "cold_start_s": 3.0},
+        "targets_onnx": {"backend": "onnx", "throughput_images_per_second": 100.0, "latency_median_ms": 20.0,
+                         "cold_start_s": 1.0},
+        "latency": [{"system": "lstm", "kind": "lstm", "beam": 3, "backend": "onnx", "median_ms": 10.0, "p95_ms": 12.0,
+                     "foreign_cpu": 0.01},
+                    {"system": "lstm", "kind": "lstm", "beam": 3, "backend": "torch", "comparison": True,
+                     "median_ms": 40.0, "p95_ms": 50.0, "foreign_cpu": 0.0},
+                    {"system": "spec-lstm", "kind": "lstm", "beam": 1, "baseline": True, "median_ms": 100.0,
+                     "p95_ms": 110.0, "foreign_cpu": 0.02}],
+        "throughput": [{"system": "lstm", "kind": "lstm", "beam": 3, "batch_size": 16, "backend": "onnx",
+                        "images": 500, "images_per_second": 90.0},
+                       {"system": "lstm", "kind": "lstm", "beam": 3, "batch_size": 16, "backend": "torch",
+                        "comparison": True, "images": 500, "images_per_second": 45.0},
+                       {"system": "spec-lstm", "kind": "lstm", "beam": 1, "baseline": True, "images": 500,
+                        "images_per_second": 9.0}],
+        "cold_start": [{"system": "lstm", "kind": "lstm", "backend": "onnx", "first_output_s": 0.25,
+                        "peak_rss_mib": 160.0},
+                       {"system": "lstm", "kind": "lstm", "backend": "torch", "comparison": True,
+                        "first_output_s": 1.0, "peak_rss_mib": 320.0},
+                       {"system": "spec-lstm", "kind": "lstm", "baseline": True, "first_output_s": 1.25,
+                        "peak_rss_mib": 550.0}],
+        "training": [],
+    }
+    tables.ratios(result)
+    ours, torch_path = result["latency"][0], result["latency"][1]
+    assert ours["vs_compare"] == 4.0 and ours["vs_spec"] == 10.0 and "vs_compare" not in torch_path
+    assert result["throughput"][0]["vs_compare"] == 2.0 and result["cold_start"][0]["rss_vs_compare"] == 0.5
+    checks = tables.check_targets(result)
+    assert [(c["issue"], c["met"]) for c in checks] == [
+        ("evaluation", True), ("evaluation", True), ("evaluation", True), ("evaluation", True),  # not torch's figures
+        ("ONNX Runtime", False), ("ONNX Runtime", True), ("ONNX Runtime", True)]
+    assert checks[4]["note"] == "missed: 90 images/s against 100 images/s (1.11x off)"
+    text = tables.render_markdown(result)
+    assert "| measure | system | setting | ours, onnx | ours, torch | vs torch | specification's design | vs spec |" \
+        in text
+    assert "| single-image warm latency, median (p95) | lstm | beam 3 | 10.0 ms (12.0) | 40.0 ms (50.0) | **4.0x** | " \
+           "spec-lstm: 100 ms (110) | **10.0x** |" in text
+    assert text.count("| lstm |") == 3  # the torch figures are columns of our rows, not rows of their own
+    assert "at most 2.0% of the CPU" in text and "Disturbed" not in text
+
+
 def test_specification_baseline_decodes_the_asked_number_of_steps() -> None:
     import torch
 
