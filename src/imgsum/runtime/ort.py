@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,10 @@ from .bundle import Bundle, read_bundle
 def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     """A CPU session running each operator on ``threads`` threads (default 1).
 
-    One thread by default: captioning many images gets its parallelism from encoding them in the image
-    workers while the decoder runs (:meth:`imgsum.api.Captioner.caption_batch`), which needs no hand-offs
-    inside an operator and keeps its speed on a machine that other work shares. Idle operator threads
-    sleep rather than spin, for the same reason.
+    Captioning many images gets its parallelism mostly from encoding them in the image workers while the
+    decoder runs (:meth:`imgsum.api.Captioner.caption_batch`); see :class:`OnnxCaptionModel` for who gets
+    how many threads. Idle operator threads sleep rather than spin, which keeps the speed on a machine
+    that other work shares.
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -91,8 +92,15 @@ class OnnxCaptionModel:
         self.bundle = bundle
         self.info = bundle.info
         self.vocab = Vocabulary.from_list(self.info.vocab)
+        # Threads per operator: the encoder's one each, since image workers run several encodings at once
+        # (``encode``); the decoder, which runs alone in its thread, and the encoder of a single image
+        # (``generate``) use every core. Measured on 2 cores, lstm beam 3: one photo 19 -> 14 ms, batch
+        # throughput unchanged (155 images/s).
+        wide = threads or os.cpu_count() or 1
         self.encoder = OnnxEncoder(bundle.path(bundle.encoder), threads)
-        self.stepper = OnnxStepper(bundle, threads)
+        self.stepper = OnnxStepper(bundle, wide)
+        self._wide = wide
+        self._wide_encoder: OnnxEncoder | None = None
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> "OnnxCaptionModel":
@@ -100,8 +108,12 @@ class OnnxCaptionModel:
 
     def generate(self, pixels: np.ndarray, beam: int | None = None, max_len: int | None = None,
                  length_penalty: float | None = None) -> list[str]:
-        """Preprocessed images (batch, 3, H, W) -> one caption each."""
-        return self.describe(*self.encode(pixels), beam=beam, max_len=max_len, length_penalty=length_penalty)
+        """Preprocessed images (batch, 3, H, W) -> one caption each, the encoder on every core (no image
+        workers run beside it here)."""
+        if self._wide_encoder is None:
+            self._wide_encoder = OnnxEncoder(self.bundle.path(self.bundle.encoder), self._wide)
+        grid, pooled = self._wide_encoder(pixels)
+        return self.describe(grid, pooled, beam=beam, max_len=max_len, length_penalty=length_penalty)
 
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed images (batch, 3, H, W) -> grid (batch, regions, C), pooled (batch, C). Thread-safe."""
