@@ -100,10 +100,6 @@ class Captioner:
         """One image (path, bytes, PIL image or array) -> its caption. Raises ImageError if unreadable."""
         return self.model.generate(self.preprocess.load(image)[None], beam=beam)[0]
 
-    def info_preprocess(self, images: list) -> np.ndarray:
-        """Upright RGB PIL images -> the encoder's input (batch, 3, size, size)."""
-        return self.preprocess(images)
-
     def caption_batch(self, images: Iterable[ImageInput], beam: int | None = None, batch_size: int = 16,
                       workers: int = 2, on_result: Callable[[CaptionResult], None] | None = None,
                       max_len: int | None = None, length_penalty: float | None = None) -> list[CaptionResult]:
