@@ -17,7 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 # The metadata classes are torch-free, so that the ONNX runtime path reads them too; imported from here as before.
-from .runtime.info import FORMAT_VERSION, META_KEY, DecoderConfig, ModelInfo  # noqa: F401
+from .runtime.info import FORMAT_VERSION, META_KEY, DecoderConfig, ModelInfo, info_from_metadata  # noqa: F401
+from .runtime.info import read_checkpoint_info as read_info  # noqa: F401  (the metadata alone, no weights)
 
 
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info: ModelInfo) -> None:
@@ -41,21 +42,12 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info:
             os.unlink(tmp)
 
 
-def read_info(path: str | Path) -> ModelInfo:
-    """The metadata alone, without reading the weights."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if META_KEY not in meta:
-        raise ValueError(f"{path}: not an imgsum checkpoint (no {META_KEY!r} metadata)")
-    return ModelInfo.from_json(meta[META_KEY])
-
-
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
     """Weights as float32 tensors, and the metadata."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    info = read_info(path)
     with safe_open(str(path), framework="pt") as f:
+        info = info_from_metadata(f.metadata(), path)
         state = {k: f.get_tensor(k) for k in f.keys()}
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, info

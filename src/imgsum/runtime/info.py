@@ -84,7 +84,11 @@ def read_checkpoint_info(path: str | Path) -> ModelInfo:
         if not 2 <= size <= 100_000_000:
             raise ValueError(f"{path}: not a safetensors file")
         header = json.loads(f.read(size))
-    meta = header.get("__metadata__") or {}
-    if META_KEY not in meta:
+    return info_from_metadata(header.get("__metadata__"), path)
+
+
+def info_from_metadata(meta: dict | None, path: str | Path) -> ModelInfo:
+    """The ModelInfo in a safetensors file's ``__metadata__`` (``path`` names the file in errors)."""
+    if not meta or META_KEY not in meta:
         raise ValueError(f"{path}: not an imgsum checkpoint (no {META_KEY!r} metadata)")
     return ModelInfo.from_json(meta[META_KEY])
