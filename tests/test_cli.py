@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -58,3 +61,28 @@ def test_models_lists_given_checkpoints_with_their_metrics(tiny_checkpoints, cap
     rows = json.loads(capsys.readouterr().out)
     mine = [r for r in rows if r["model"] == str(tiny_checkpoints["lstm"])]
     assert mine and mine[0]["decoder"] == "lstm" and mine[0]["dev"] == {"dev_CIDEr": 0.0}
+
+
+def _caption_command(folder, checkpoint) -> list[str]:
+    return [sys.executable, "-m", "imgsum.cli", "caption", str(folder), "--model", str(checkpoint), "--format", "jsonl"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux), a device that is always full")
+def test_a_full_disk_for_the_output_is_one_clear_error(photo_folder, tiny_checkpoints):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(_caption_command(photo_folder, tiny_checkpoints["lstm"]), stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_reader_that_goes_away_stops_it_quietly(photo_folder, tiny_checkpoints):
+    for i in range(40):  # enough rows that the reader is gone before the last is written
+        shutil.copy(photo_folder / "first.jpg", photo_folder / f"copy{i}.jpg")
+    proc = subprocess.Popen(_caption_command(photo_folder, tiny_checkpoints["lstm"]), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1
+    assert json.loads(first)["image"] and "Traceback" not in stderr and "Exception ignored" not in stderr

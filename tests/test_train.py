@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,3 +74,54 @@ def test_bad_caption_file_is_a_clear_error(tmp_path, caplog):
     bad.write_text("{ not json")
     assert main(["train", str(bad), "--out", str(tmp_path / "run")]) == 2
     assert "captions.json" in caplog.text
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real 8 MB file system (tmpfs) that a test can fill up."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("needs root and mount(8) to make a small tmpfs that can fill up")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def _fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return filler
+
+
+def test_a_full_disk_stops_training_clearly_and_loses_nothing(tmp_path, small_disk):
+    out = small_disk / "run"
+
+    def train(epochs: int) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "imgsum.cli", "train", str(CAPTIONS), "--out", str(out), "--epochs", str(epochs),
+               "--cache-dir", str(tmp_path / "cache"), *TINY]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    assert train(1).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    filler = _fill(small_disk)
+    full = train(2)  # resumes, trains epoch 2, and cannot save it
+    assert full.returncode == 1, full.stderr
+    assert "No space left on device" in full.stderr and "run the same command" in full.stderr
+    assert "Traceback" not in full.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-written, nothing lost
+
+    filler.unlink()
+    resumed = train(2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {out / 'last.pt'}: epoch 2" in resumed.stderr
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    CaptionModel.from_checkpoint(out / "best.safetensors")

@@ -8,13 +8,13 @@ is named, and its pretrained weights come from the encoder registry.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from .files import write_atomic
 
 # The metadata classes are torch-free, so that the ONNX runtime path reads them too; imported from here as before.
 from .runtime.info import FORMAT_VERSION, META_KEY, DecoderConfig, ModelInfo, info_from_metadata  # noqa: F401
@@ -31,15 +31,7 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info:
             continue
         seen.add(t.data_ptr())
         tensors[name] = (t.half() if t.is_floating_point() else t).contiguous().cpu()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={META_KEY: info.to_json()})
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: info.to_json()}))
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:

@@ -6,10 +6,15 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 logger = logging.getLogger("imgsum")
+
+
+class OutputError(OSError):
+    """The results could not be written (a full disk, say): said once, clearly, instead of a traceback."""
 
 
 def _caption_args(p: argparse.ArgumentParser) -> None:
@@ -61,11 +66,27 @@ def cmd_caption(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _writer(fmt: str):
-    out = sys.stdout
+def _writer(fmt: str) -> Callable:
+    """Writes one result to stdout and flushes it, so that a row is on disk as soon as it is made."""
+
+    def guarded(fn: Callable, *args):
+        try:
+            return fn(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise OutputError(f"cannot write the results to {getattr(sys.stdout, 'name', 'stdout')}: "
+                              f"{err.strerror or err}; the rows before this one were written") from err
+
+    write = guarded(_rows, fmt, sys.stdout)  # csv writes its header here
+    return lambda r: guarded(write, r)
+
+
+def _rows(fmt: str, out) -> Callable:
     if fmt == "csv":
         w = csv.writer(out)
         w.writerow(["image", "caption", "error"])
+        out.flush()
         return lambda r: (w.writerow([r.image, r.caption or "", r.error or ""]), out.flush())
     if fmt == "jsonl":
         def jsonl(r):
@@ -199,6 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ImageError, ValueError) as err:
         logger.error("%s", err)
         return 2
+    except OutputError as err:
+        logger.error("%s", err)
+        return 1
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as other commands do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -40,11 +40,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = cfg.updated({"model": {**cfg.model, **model}})
     if not cfg.data:
         raise SystemExit("imgsum train: give a caption file (or a --config that names one)")
-    from .loop import Interrupted, train
+    from .loop import Interrupted, SaveFailed, train
 
     try:
         summary = train(cfg)
     except Interrupted:
         return 130
+    except SaveFailed as err:
+        logger.error("%s", err)
+        return 1
     print(json.dumps(summary))
     return 0

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..files import write_text_atomic
 from ..images import ImageError, open_image
 from ..models.encoders import Encoder
 
@@ -49,8 +50,9 @@ def extract_features(
     cache_dir: Path | None = None,
     batch_size: int = 32,
     workers: int = 2,
+    device: torch.device | str = "cpu",
 ) -> FeatureCache:
-    """Encodes every image once; resumes an interrupted extraction where it stopped.
+    """Encodes every image once, on ``device``; resumes an interrupted extraction where it stopped.
 
     Unreadable images get zero features and are logged; they are listed in ``bad.json``.
     """
@@ -60,7 +62,9 @@ def extract_features(
     names = [p.name for p in paths]
     meta_path, grid_path = folder / "meta.json", folder / "grid.npy"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    probe = encoder(torch.zeros(1, 3, encoder.preprocess.size, encoder.preprocess.size))[0]
+    encoder = encoder.to(device)
+    with torch.inference_mode():
+        probe = encoder(torch.zeros(1, 3, encoder.preprocess.size, encoder.preprocess.size, device=device))[0]
     shape = (len(paths), probe.shape[1], probe.shape[2])
     if meta.get("names") != names or not grid_path.exists():
         meta = {"encoder": encoder.name, "names": names, "done": 0, "bad": []}
@@ -68,7 +72,7 @@ def extract_features(
     done = int(meta["done"])
     if done < len(paths):
         grid = np.load(grid_path, mmap_mode="r+")
-        _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path)
+        _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path, torch.device(device))
     logger.info("features: %d images in %s (%d unreadable)", len(paths), folder, len(meta["bad"]))
     return FeatureCache(folder, names, np.load(grid_path, mmap_mode="r"))
 
@@ -80,7 +84,7 @@ def _load(path: Path, size: int):
         return err
 
 
-def _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path: Path) -> None:
+def _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path: Path, device: torch.device) -> None:
     size = encoder.preprocess.size
     start = int(meta["done"])
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(paths), initial=start, desc="features", unit="img") as bar:
@@ -93,17 +97,11 @@ def _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path: Pat
                 meta["bad"].append(batch_paths[i].name)
             out = np.zeros((len(images),) + grid.shape[1:], dtype=np.float16)
             if good:
-                x = torch.from_numpy(encoder.preprocess([images[i] for i in good]))
+                x = torch.from_numpy(encoder.preprocess([images[i] for i in good])).to(device)
                 with torch.inference_mode():
-                    out[good] = encoder(x)[0].numpy().astype(np.float16)
+                    out[good] = encoder(x)[0].cpu().numpy().astype(np.float16)
             grid[lo : lo + len(images)] = out
             grid.flush()
             meta["done"] = lo + len(images)
-            _write_json_atomic(meta_path, meta)
+            write_text_atomic(meta_path, json.dumps(meta))
             bar.update(len(images))
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)

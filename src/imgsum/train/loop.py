@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from ..data.formats import load_captions
 from ..data.splits import split_by_image
 from ..decoding import decode
 from ..eval.metrics import score_captions
+from ..files import write_atomic, write_text_atomic
 from ..models.decoders import DecoderConfig, create_decoder
 from ..models.encoders import create_encoder
 from ..text import Vocabulary
@@ -66,6 +67,10 @@ class Interrupted(Exception):
     pass
 
 
+class SaveFailed(Exception):
+    """The run folder could not be written (a full disk, say); what was saved before is intact."""
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -75,6 +80,7 @@ class Trainer:
                                    else ("cpu" if cfg.device == "auto" else cfg.device))
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        logger.info("training on %s", self.device)
         self.stop_requested = False
 
     # ---- data -------------------------------------------------------------------------------
@@ -88,7 +94,8 @@ class Trainer:
         encoder = create_encoder(cfg.encoder, pretrained=not cfg.random_encoder)
         self.encoder_name, self.preprocess = encoder.name, encoder.preprocess
         paths = [Path(data.image_dir) / n for n in sorted(data.captions)]
-        self.cache: FeatureCache = extract_features(encoder, paths, Path(cfg.cache_dir) if cfg.cache_dir else None)
+        self.cache: FeatureCache = extract_features(encoder, paths, Path(cfg.cache_dir) if cfg.cache_dir else None,
+                                                        device=self.device)
         index = self.cache.index()
         self.train = _build_split(splits["train"], data.captions, self.vocab, index, cfg.max_words)
         self.dev = _build_split(splits["dev"], data.captions, self.vocab, index, cfg.max_words)
@@ -129,10 +136,19 @@ class Trainer:
 
     # ---- resumable state --------------------------------------------------------------------
     def save_state(self) -> None:
-        tmp = self.out / "last.pt.tmp"
-        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "state": self.state,
-                    "config": self.cfg.to_dict(), "vocab": self.vocab.to_list()}, tmp)
-        os.replace(tmp, self.out / "last.pt")
+        saved = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "state": self.state,
+                 "config": self.cfg.to_dict(), "vocab": self.vocab.to_list()}
+        write_atomic(self.out / "last.pt", lambda tmp: torch.save(saved, tmp))
+
+    @contextmanager
+    def writing(self):
+        """Turns a failed write into :class:`SaveFailed`, saying what is intact and how to go on."""
+        try:
+            yield
+        except OSError as err:
+            raise SaveFailed(f"could not write to {self.out}: {err.strerror or err}. Every file in it is whole and "
+                             f"the last saved state ({self.out / 'last.pt'}) is intact: free some space and run "
+                             "the same command to resume from it") from err
 
     def try_resume(self) -> bool:
         path = self.out / "last.pt"
@@ -152,17 +168,20 @@ class Trainer:
         self.prepare()
         self.build()
         self.try_resume()
-        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while self.state["epoch"] < self.cfg.epochs:
-                self.train_epoch()
-                metrics = self.validate()
-                self.end_epoch(metrics)
-        except Interrupted:
-            self.save_state()
-            logger.warning("interrupted: state saved to %s; run the same command again to resume", self.out / "last.pt")
-            raise
+            with self.writing():
+                self.write_config()
+                try:
+                    while self.state["epoch"] < self.cfg.epochs:
+                        self.train_epoch()
+                        metrics = self.validate()
+                        self.end_epoch(metrics)
+                except Interrupted:
+                    self.save_state()
+                    logger.warning("interrupted: state saved to %s; run the same command again to resume",
+                                   self.out / "last.pt")
+                    raise
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
@@ -261,8 +280,7 @@ class Trainer:
         st["elapsed"] += metrics["val_seconds"]
         row = {"epoch": st["epoch"], "train_loss": st.get("train_loss"), "train_token_accuracy": st.get("train_acc"),
                "lr": self.lr_at(st["global_step"]), "train_minutes": st["elapsed"] / 60, **metrics}
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        self.write_metrics(row)
         logger.info("epoch %d: %s", st["epoch"], {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
         if metrics["dev_CIDEr"] > st["best_cider"]:
             st["best_cider"] = metrics["dev_CIDEr"]
@@ -271,6 +289,20 @@ class Trainer:
         from .plots import plot_metrics
 
         plot_metrics(self.out / "metrics.jsonl", self.out / "curves.png")
+
+    def write_config(self) -> None:
+        """The resolved configuration; left as it is when a resumed run's is the same."""
+        path, text = self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2)
+        if not path.exists() or path.read_text() != text:
+            write_text_atomic(path, text)
+
+    def write_metrics(self, row: dict) -> None:
+        """Rewrites metrics.jsonl whole, with ``row`` in place of any row of its epoch or later (left by a run
+        that stopped before saving its state), so that the file is never half-written nor repeats an epoch."""
+        path = self.out / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < row["epoch"]]
+        write_text_atomic(path, "".join(line + "\n" for line in [*kept, json.dumps(row)]))
 
     def save_best(self, row: dict) -> None:
         info = ModelInfo(

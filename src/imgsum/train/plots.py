@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..files import write_atomic
+
 
 def plot_metrics(jsonl: Path, png: Path) -> None:
     import matplotlib
@@ -25,5 +27,7 @@ def plot_metrics(jsonl: Path, png: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
+    try:
+        write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    finally:
+        plt.close(fig)
