@@ -23,6 +23,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
 
+from conftest import fill_disk  # noqa: E402
 from fixtures.serve.fake_unsplash import FakeUnsplash  # noqa: E402
 from imgsum.api import Captioner  # noqa: E402
 from imgsum.serve.app import create_app  # noqa: E402
@@ -521,3 +522,15 @@ def test_an_exif_rotated_photo_keeps_its_orientation_when_saved(client, sample_p
         assert im.getexif()[0x0112] == 6 and im.getexif()[DESCRIPTION]
     with Image.open(folder / saved["files"]["captioned"]) as captioned:
         assert captioned.width < captioned.height  # drawn upright: the 600x400 photo stands as 400x600
+
+
+def test_a_full_disk_answers_507_and_leaves_no_partial_files(tiny_checkpoints, small_disk, sample_photos):
+    output = small_disk / "saved"
+    output.mkdir()
+    fill_disk(small_disk)
+    with BackgroundServer(create_app(settings_for(tiny_checkpoints, output))) as running:
+        with httpx.Client(base_url=running.url, timeout=60) as c:
+            r = save(c, photo_bytes(sample_photos[1]), sample_photos[1].name)
+    assert r.status_code == 507, r.text
+    assert "No space left on device" in r.json()["error"]
+    assert list(output.iterdir()) == []

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from imgsum.cli import main
 from imgsum.models.captioner import CaptionModel
 
-from conftest import FIXTURES
+from conftest import FIXTURES, fill_disk
 
 CAPTIONS = FIXTURES / "captions" / "flickr8k" / "captions.txt"
 TINY = ["--min-count", "1", "--dim", "16", "--hidden", "16", "--attention-dim", "8", "--layers", "1", "--heads", "2",
@@ -76,32 +73,6 @@ def test_bad_caption_file_is_a_clear_error(tmp_path, caplog):
     assert "captions.json" in caplog.text
 
 
-@pytest.fixture()
-def small_disk(tmp_path):
-    """A real 8 MB file system (tmpfs) that a test can fill up."""
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("needs root and mount(8) to make a small tmpfs that can fill up")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True, text=True)
-    if made.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
-    yield disk
-    subprocess.run(["umount", str(disk)], check=True)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        for chunk in (1 << 20, 4096, 1):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
-    return filler
-
-
 def test_a_full_disk_stops_training_clearly_and_loses_nothing(tmp_path, small_disk):
     out = small_disk / "run"
 
@@ -112,7 +83,7 @@ def test_a_full_disk_stops_training_clearly_and_loses_nothing(tmp_path, small_di
 
     assert train(1).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    filler = _fill(small_disk)
+    filler = fill_disk(small_disk)
     full = train(2)  # resumes, trains epoch 2, and cannot save it
     assert full.returncode == 1, full.stderr
     assert "No space left on device" in full.stderr and "run the same command" in full.stderr
