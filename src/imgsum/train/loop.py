@@ -94,8 +94,8 @@ class Trainer:
         encoder = create_encoder(cfg.encoder, pretrained=not cfg.random_encoder)
         self.encoder_name, self.preprocess = encoder.name, encoder.preprocess
         paths = [Path(data.image_dir) / n for n in sorted(data.captions)]
-        self.cache: FeatureCache = extract_features(encoder, paths, Path(cfg.cache_dir) if cfg.cache_dir else None,
-                                                        device=self.device)
+        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+        self.cache: FeatureCache = extract_features(encoder, paths, cache_dir, device=self.device)
         index = self.cache.index()
         self.train = _build_split(splits["train"], data.captions, self.vocab, index, cfg.max_words)
         self.dev = _build_split(splits["dev"], data.captions, self.vocab, index, cfg.max_words)
@@ -147,8 +147,8 @@ class Trainer:
             yield
         except OSError as err:
             raise SaveFailed(f"could not write to {self.out}: {err.strerror or err}. Every file in it is whole and "
-                             f"the last saved state ({self.out / 'last.pt'}) is intact: free some space and run "
-                             "the same command to resume from it") from err
+                             f"the last saved state ({self.out / 'last.pt'}) is intact: remove the cause (free some "
+                             "space, say) and run the same command to resume from it") from err
 
     def try_resume(self) -> bool:
         path = self.out / "last.pt"
