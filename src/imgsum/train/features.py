@@ -62,6 +62,7 @@ def extract_features(
     names = [p.name for p in paths]
     meta_path, grid_path = folder / "meta.json", folder / "grid.npy"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    device = torch.device(device)
     encoder = encoder.to(device)
     with torch.inference_mode():
         probe = encoder(torch.zeros(1, 3, encoder.preprocess.size, encoder.preprocess.size, device=device))[0]
@@ -72,7 +73,7 @@ def extract_features(
     done = int(meta["done"])
     if done < len(paths):
         grid = np.load(grid_path, mmap_mode="r+")
-        _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path, torch.device(device))
+        _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path, device)
     logger.info("features: %d images in %s (%d unreadable)", len(paths), folder, len(meta["bad"]))
     return FeatureCache(folder, names, np.load(grid_path, mmap_mode="r"))
 

@@ -280,7 +280,7 @@ class Trainer:
         st["elapsed"] += metrics["val_seconds"]
         row = {"epoch": st["epoch"], "train_loss": st.get("train_loss"), "train_token_accuracy": st.get("train_acc"),
                "lr": self.lr_at(st["global_step"]), "train_minutes": st["elapsed"] / 60, **metrics}
-        self.write_metrics(row)
+        rows = self.write_metrics(row)
         logger.info("epoch %d: %s", st["epoch"], {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
         if metrics["dev_CIDEr"] > st["best_cider"]:
             st["best_cider"] = metrics["dev_CIDEr"]
@@ -288,7 +288,7 @@ class Trainer:
         self.save_state()
         from .plots import plot_metrics
 
-        plot_metrics(self.out / "metrics.jsonl", self.out / "curves.png")
+        plot_metrics(rows, self.out / "curves.png")
 
     def write_config(self) -> None:
         """The resolved configuration; left as it is when a resumed run's is the same."""
@@ -296,13 +296,15 @@ class Trainer:
         if not path.exists() or path.read_text() != text:
             write_text_atomic(path, text)
 
-    def write_metrics(self, row: dict) -> None:
+    def write_metrics(self, row: dict) -> list[dict]:
         """Rewrites metrics.jsonl whole, with ``row`` in place of any row of its epoch or later (left by a run
-        that stopped before saving its state), so that the file is never half-written nor repeats an epoch."""
+        that stopped before saving its state), so that the file is never half-written nor repeats an epoch.
+        Returns all the rows now in it."""
         path = self.out / "metrics.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
-        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < row["epoch"]]
-        write_text_atomic(path, "".join(line + "\n" for line in [*kept, json.dumps(row)]))
+        rows = [r for r in map(json.loads, filter(str.strip, lines)) if r["epoch"] < row["epoch"]] + [row]
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+        return rows
 
     def save_best(self, row: dict) -> None:
         info = ModelInfo(

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..files import write_atomic
 
 
-def plot_metrics(jsonl: Path, png: Path) -> None:
+def plot_metrics(rows: list[dict], png: Path) -> None:
+    """One figure of the per-epoch ``rows`` (as in metrics.jsonl): loss, token accuracy, dev BLEU-4 and CIDEr."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     panels = (("loss", ["train_loss", "dev_loss"]), ("token accuracy", ["train_token_accuracy", "dev_token_accuracy"]),
