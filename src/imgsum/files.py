@@ -28,4 +28,4 @@ def write_atomic(path: str | Path, write: Callable[[str], None], mode: int = 0o6
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from ..files import write_text_atomic
 from ..text import tokenize
 from . import DEFAULT_DATA
 from .machine import machine_info, utc_now
@@ -240,10 +241,8 @@ def write_outputs(result: dict, out: Path, report: bool = True, sample: int = 12
         files["report"] = out / "report.html"
     summary = {k: v for k, v in result.items() if k != "rows"}
     summary["files"] = {k: p.name for k, p in files.items()}
-    files["metrics"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with open(files["captions"], "w", encoding="utf-8") as f:
-        for row in result["rows"]:
-            f.write(json.dumps(row) + "\n")
+    write_text_atomic(files["metrics"], json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(files["captions"], "".join(json.dumps(row) + "\n" for row in result["rows"]))
     if report:
         from .report import write_report
 

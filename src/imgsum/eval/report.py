@@ -13,6 +13,7 @@ import logging
 import random
 from pathlib import Path
 
+from ..files import write_text_atomic
 from .machine import machine_line
 from .metrics import ALL_METRICS
 
@@ -148,7 +149,7 @@ def render_report(result: dict, sample: int = 12, extremes: int = 10) -> str:
 
 
 def write_report(result: dict, path: Path, sample: int = 12, extremes: int = 10) -> Path:
-    path.write_text(render_report(result, sample, extremes), encoding="utf-8")
+    write_text_atomic(path, render_report(result, sample, extremes))
     logger.info("report: %s", path)
     return path
 

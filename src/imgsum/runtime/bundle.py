@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import write_text_atomic
 from .info import ModelInfo
 
 BUNDLE_FORMAT = "imgsum-onnx"
@@ -67,7 +68,7 @@ class Bundle:
         }
 
     def save(self) -> Path:
-        self.manifest.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        write_text_atomic(self.manifest, json.dumps(self.to_dict(), indent=1) + "\n")
         return self.manifest
 
     def verify(self, checksums: bool = False) -> None:
