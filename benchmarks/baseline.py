@@ -1,6 +1,7 @@
 """The specification's design, written the way its code ran, as the baseline that our figures are ratios to.
 
-This is deliberately not the library's way (see STYLE.md, "What the seed's own code did"):
+This is deliberately not the library's way: it keeps the habits of the seed's own code that the
+library does not repeat (one image at a time, the whole prefix re-fed at every step, no key/value cache):
 
 * encoder: ResNet-50 (random weights: the same compute as ImageNet ones) with its ``fc`` replaced by
   a linear layer to 512; one image at a time;

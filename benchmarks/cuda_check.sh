@@ -12,7 +12,7 @@ set -o pipefail
 cd "$(dirname "$0")/.."
 
 subset() {
-    local data=${1:-../shared/data/flickr8k} dst=${2:-runs/cuda-subset}
+    local data=${1:-${IMGSUM_DATA:-../shared/data}/flickr8k} dst=${2:-runs/cuda-subset}
     mkdir -p "$dst/images"
     head -1000 "$data/Flickr_8k.trainImages.txt" > "$dst/Flickr_8k.trainImages.txt"
     head -250 "$data/Flickr_8k.devImages.txt" > "$dst/Flickr_8k.devImages.txt"

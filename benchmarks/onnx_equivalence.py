@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "flickr8k" / "Flickr8k.token.txt"
+from data_paths import FLICKR8K_CAPTIONS
+
 MIN_MATCH = 0.99
 MAX_METRIC_DIFF = 0.002
 
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default", help="a shipped model (both its forms are used)")
     p.add_argument("--checkpoint", help="instead of --model: the checkpoint for the torch backend ...")
     p.add_argument("--bundle", help="... and its export (manifest) for the ONNX backend")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="Flickr8k.token.txt, with the split files beside it")
+    p.add_argument("--data", default=str(FLICKR8K_CAPTIONS),
+                   help="Flickr8k.token.txt, with the split files beside it (default: under $IMGSUM_DATA)")
     p.add_argument("--beam", type=int, default=None, help="beam width (default: the model's own)")
     p.add_argument("--limit", type=int, default=0, help="first N test images only (0: all)")
     p.add_argument("--threads", type=int, default=None)

@@ -24,16 +24,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
+import baseline
+import tables
+from data_paths import FLICKR8K_CAPTIONS
+from harness import BACKENDS, ForeignLoad, cold_start, latency_stats, rate, time_each, timed, training_rate
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-
-import torch  # noqa: E402
-
-import baseline  # noqa: E402
-import tables  # noqa: E402
-from harness import (BACKENDS, ForeignLoad, cold_start, latency_stats, rate, time_each, timed,  # noqa: E402
-                     training_rate)
 
 logger = logging.getLogger("benchmarks")
 
@@ -280,8 +279,6 @@ SECTIONS = ("latency", "throughput", "breakdown", "cold", "training")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from imgsum.eval import DEFAULT_DATA
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+",
                    help="shipped names or model files, the default first (default: the shipped ones)")
@@ -293,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "none: not at all (default: %(default)s)")
     p.add_argument("--baseline", nargs="*", default=["gpt", "lstm"], choices=sorted(baseline.DECODERS),
                    help="the specification's decoders to measure (default: both)")
-    p.add_argument("--data", default=str(ROOT / DEFAULT_DATA), help="caption file whose test split gives the images")
+    p.add_argument("--data", default=str(FLICKR8K_CAPTIONS),
+                   help="caption file whose test split gives the images (default: under $IMGSUM_DATA: %(default)s)")
     p.add_argument("--images", type=int, default=500, help="images for the batch throughput (default: %(default)s)")
     p.add_argument("--baseline-images", type=int, default=0,
                    help="images for the baseline's throughput, one at a time (default: the same as --images)")

@@ -13,16 +13,16 @@ import argparse
 import json
 from pathlib import Path
 
+from data_paths import FLICKR8K_CAPTIONS
 from imgsum.data.formats import load_captions
 from imgsum.eval.metrics import score_captions
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k" / "Flickr8k.token.txt"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("captions", help="JSONL from imgsum caption --format jsonl")
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="caption file with the references")
+    parser.add_argument("--data", default=str(FLICKR8K_CAPTIONS),
+                        help="caption file with the references (default: under $IMGSUM_DATA)")
     args = parser.parse_args()
     refs = load_captions(args.data).captions
     rows = [json.loads(line) for line in Path(args.captions).read_text().splitlines() if line.strip()]

@@ -1,7 +1,7 @@
 """Ratios to the baseline and to the other backend, target checks, and the Markdown table, from a
 ``benchmarks.json`` result.
 
-Used by ``run_all.py`` and by ``scripts/update_readme.py`` (the README's Speed section).
+Used by ``run_all.py`` and by ``update_readme.py`` (the README's Speed section).
 Every ratio is a speed-up, measured in the same run, higher is better (for memory, ours as a fraction
 of the other's): ``vs_spec`` over the specification's design with the same kind of decoder;
 ``vs_compare`` over the same model and setting on the comparison backend (entries marked

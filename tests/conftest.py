@@ -1,4 +1,8 @@
-"""Shared fixtures: paths to the repository's sample photos and data, and tiny checkpoints made on the spot."""
+"""Shared fixtures: paths to the repository's sample photos and data, and tiny checkpoints made on the spot.
+
+Nothing here imports torch until a fixture that needs it runs, so the torch-free tests run on the core
+install (``pip install -e . pytest httpx``); the tests that need torch skip there, saying so.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +12,27 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
-from imgsum.checkpoint import ModelInfo, save_checkpoint
-from imgsum.models.decoders import DecoderConfig, create_decoder
-from imgsum.models.encoders import create_encoder
-from imgsum.text import Vocabulary
+from data_paths import FLICKR8K, flickr8k_present
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "src" / "imgsum" / "assets" / "samples"
 FIXTURES = ROOT / "tests" / "fixtures"
-DATA = ROOT.parent / "shared" / "data" / "flickr8k"
+DATA = FLICKR8K
 
-needs_data = pytest.mark.skipif(not (DATA / "images").is_dir(), reason=f"Flickr8k data absent ({DATA})")
+needs_data = pytest.mark.skipif(not flickr8k_present(), reason=f"Flickr8k data absent ({DATA}; set $IMGSUM_DATA)")
 
 TINY_WORDS = ["a", "dog", "cat", "runs", "on", "the", "grass", "man", "red", "ball"]
 
 
 def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0) -> Path:
-    """A checkpoint with random decoder weights: real files, real loading, meaningless captions."""
+    """A checkpoint with random decoder weights: real files, real loading, meaningless captions (needs torch)."""
+    torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+    from imgsum.checkpoint import ModelInfo, save_checkpoint
+    from imgsum.models.decoders import DecoderConfig, create_decoder
+    from imgsum.models.encoders import create_encoder
+    from imgsum.text import Vocabulary
+
     torch.manual_seed(seed)
     vocab = Vocabulary(TINY_WORDS)
     cfg = DecoderConfig(kind=kind, vocab_size=len(vocab), dim=32, hidden=32, attention_dim=16, layers=1, heads=2,

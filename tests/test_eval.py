@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
+import tables
+import update_readme
+from conftest import DATA, ROOT, needs_data
 from imgsum.cli import main
 from imgsum.eval import metrics
 from imgsum.eval.agreement import agreement_sets, human_agreement
 from imgsum.eval.evaluate import caption_stats, model_label
 from imgsum.eval.metrics import CaptionScorer, score_captions, tokenize_captions
-from imgsum.eval.report import pick_rows, quality_markdown
+from imgsum.eval.report import pick_rows
 
-ROOT = Path(__file__).resolve().parents[1]
 F8 = ROOT / "tests" / "fixtures" / "captions" / "flickr8k"
-DATA = ROOT.parent / "shared" / "data" / "flickr8k"
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None,
                                 reason="Java absent: the PTB tokenizer and METEOR need it")
-needs_data = pytest.mark.skipif(not (DATA / "images").is_dir(), reason=f"Flickr8k data absent ({DATA})")
 
 REFS = {
     "a": ["a dog runs on the grass", "a brown dog is running outside", "the dog runs through a field"],
@@ -203,7 +201,7 @@ def test_eval_cli_coco_protocol(tmp_path: Path, tiny_checkpoints) -> None:
 @pytest.mark.data
 @pytest.mark.slow
 def test_human_agreement_and_constant_caption_on_flickr8k_test() -> None:
-    """The figures measured on this data (../shared/data/README.md), reproduced."""
+    """The figures measured on this data (its README, in $IMGSUM_DATA), reproduced."""
     from imgsum.data.formats import load_captions
     from imgsum.data.splits import split_by_image
 
@@ -224,14 +222,6 @@ def test_human_agreement_and_constant_caption_on_flickr8k_test() -> None:
 # --- README sections and the benchmark tables ---------------------------------------------------
 
 
-def _load_script(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _fake_eval(label: str, split: str = "test") -> dict:
     scores = {m: 0.5 for m in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")}
     return {
@@ -246,13 +236,12 @@ def _fake_eval(label: str, split: str = "test") -> dict:
 
 
 def test_quality_markdown_lists_models_and_people() -> None:
-    text = quality_markdown([_fake_eval("gpt"), _fake_eval("lstm")])
+    text = update_readme.quality_markdown([_fake_eval("gpt"), _fake_eval("lstm")])
     assert "| `gpt`, beam 3 (onnx) | 0.500" in text and "people: each reference against the other 4" in text
     assert "imgsum eval --model lstm --beam 3" in text and "SPICE not computed." in text
 
 
 def test_update_readme_replaces_only_the_marked_sections(tmp_path: Path) -> None:
-    update_readme = _load_script("update_readme", ROOT / "scripts" / "update_readme.py")
     readme = tmp_path / "README.md"
     readme.write_text("# t\n<!-- quality:start -->\nold\n<!-- quality:end -->\nkept\n"
                       "<!-- speed:start -->\nold\n<!-- speed:end -->\n")
@@ -276,7 +265,6 @@ def test_update_readme_replaces_only_the_marked_sections(tmp_path: Path) -> None
 
 
 def test_benchmark_tables_ratios_and_targets() -> None:
-    tables = _load_script("tables", ROOT / "benchmarks" / "tables.py")
     result = {
         "date": "2026-11-26T15:00:00Z", "backend": "auto", "default": "gpt",
         "machine": {"cpu": "CPU", "cores": 2, "torch_threads": 2},
@@ -310,7 +298,6 @@ def test_benchmark_tables_ratios_and_targets() -> None:
 
 def test_benchmark_tables_compare_backend_and_onnx_targets() -> None:
     """Ours on onnx beside the same model on torch, in one run: both ratios, and the ONNX issue's targets."""
-    tables = _load_script("tables", ROOT / "benchmarks" / "tables.py")
     result = {
         "date": "2026-11-26T15:00:00Z", "backend": "auto", "compare_backend": "torch", "default": "lstm",
         "backends": {"lstm": "onnx"}, "machine": {"cpu": "CPU", "cores": 2, "torch_threads": 2},
@@ -357,9 +344,8 @@ def test_benchmark_tables_compare_backend_and_onnx_targets() -> None:
 
 
 def test_specification_baseline_decodes_the_asked_number_of_steps() -> None:
-    import torch
-
-    baseline = _load_script("baseline", ROOT / "benchmarks" / "baseline.py")
+    torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+    import baseline  # benchmarks/baseline.py
     torch.manual_seed(0)
     image = torch.randn(1, baseline.EMBED)
     for kind in ("lstm", "gpt"):

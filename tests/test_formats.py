@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from data_paths import FLICKR8K, FLICKR30K_CAPTIONS
 from imgsum.data.formats import FORMATS, CaptionData, CaptionFormatError, detect_format, load_captions
 from imgsum.data.splits import split_by_image
 
 FIXTURES = Path(__file__).parent / "fixtures" / "captions"
 F8, F30 = FIXTURES / "flickr8k", FIXTURES / "flickr30k"
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 I = ["1000268201_693b08cb0e.jpg", "1001773457_577c3a7d70.jpg", "1002674143_1b742ab4b8.jpg",
      "1003163366_44323f5815.jpg", "1007129816_e794419615.jpg", "1007320043_627395c3d8.jpg"]
@@ -271,13 +271,12 @@ def test_split_of_loaded_fixture_keeps_images_apart() -> None:
 
 # --- the real data, when it is there --------------------------------------------------------------
 
-needs_flickr8k = pytest.mark.skipif(not (REAL_DATA / "flickr8k").is_dir(),
-                                    reason=f"real Flickr8k data not found at {REAL_DATA / 'flickr8k'}")
+needs_flickr8k = pytest.mark.skipif(not FLICKR8K.is_dir(), reason=f"real Flickr8k data not found at {FLICKR8K}")
 
 
 @needs_flickr8k
 def test_real_flickr8k_token_file() -> None:
-    folder = REAL_DATA / "flickr8k"
+    folder = FLICKR8K
     data = load_captions(folder / "Flickr8k.token.txt")
     assert data.image_dir == folder / "images"
     assert len(data.captions) == 8091
@@ -291,7 +290,7 @@ def test_real_flickr8k_token_file() -> None:
 
 @needs_flickr8k
 def test_real_flickr8k_kaggle_file_matches_token_file() -> None:
-    folder = REAL_DATA / "flickr8k"
+    folder = FLICKR8K
     data = load_captions(folder / "captions.txt")
     assert len(data.captions) == 8091
     assert sum(map(len, data.captions.values())) == 40455
@@ -301,9 +300,9 @@ def test_real_flickr8k_kaggle_file_matches_token_file() -> None:
     assert data.captions == load_captions(folder / "Flickr8k.token.txt").captions
 
 
-@pytest.mark.skipif(not (REAL_DATA / "flickr30k_captions").is_dir(), reason="real Flickr30k captions not found")
+@pytest.mark.skipif(not FLICKR30K_CAPTIONS.is_file(), reason=f"real Flickr30k captions not found ({FLICKR30K_CAPTIONS})")
 def test_real_flickr30k_kaggle_file() -> None:
-    data = load_captions(REAL_DATA / "flickr30k_captions" / "captions.txt")
+    data = load_captions(FLICKR30K_CAPTIONS)
     assert len(data.captions) == 31014
     assert data.skipped == {}
     assert data.splits is not None

@@ -1,11 +1,13 @@
 """Regenerates the README's Quality and Speed sections from the outputs of ``imgsum eval`` and the benchmarks.
 
-    .venv/bin/python scripts/update_readme.py            # from benchmarks/results/ (see the defaults below)
-    .venv/bin/python scripts/update_readme.py --check    # exit 1 if README.md is not what the outputs give
+    .venv/bin/python benchmarks/update_readme.py            # from benchmarks/results/ (see the defaults below)
+    .venv/bin/python benchmarks/update_readme.py --check    # exit 1 if README.md is not what the outputs give
 
 Each section lies between marker comments, ``<!-- quality:start -->`` / ``<!-- quality:end -->`` and
 ``<!-- speed:start -->`` / ``<!-- speed:end -->``; what is between them is replaced, the rest is kept.
-A section whose inputs are absent is left as it is, with a warning.
+A section whose inputs are absent is left as it is, with a warning. The Quality table is made here
+(:func:`quality_markdown`), the Speed table by ``tables.py`` beside this file: README generation is
+project tooling, not part of the installed package.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import re
 import sys
 from pathlib import Path
 
+import tables
+from imgsum.eval.machine import machine_line
+from imgsum.eval.metrics import ALL_METRICS
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "src"))
 
 logger = logging.getLogger("update_readme")
 
@@ -52,9 +56,64 @@ def _order(results: list[dict]) -> list[dict]:
     return sorted(results, key=lambda r: (rank.get(r["settings"]["label"], len(rank)), r["settings"]["label"]))
 
 
-def quality_section(paths: list[Path], readme: Path) -> str | None:
-    from imgsum.eval.report import quality_markdown
+def _row(label: str, scores: dict, names: list[str]) -> str:
+    return f"| {label} | " + " | ".join(f"{scores[m]:.3f}" if m in scores else "" for m in names) + " |"
 
+
+def quality_markdown(results: list[dict], links: dict[str, str] | None = None) -> str:
+    """The README's Quality section from ``imgsum eval`` results (``metrics.json``), the default model first.
+
+    ``links``: label -> a relative link to that result's HTML report.
+    """
+    if not results:
+        raise ValueError("no evaluation results")
+    first = results[0]
+    s, m = first["settings"], first["machine"]
+    names = [n for n in ALL_METRICS if n in first["metrics"]]
+    lines = [
+        f"Flickr8k {s['split']} split ({s['images']:,} images), coco-caption protocol ({s['tokenizer'].upper()} "
+        "tokenizer; BLEU-1..4, METEOR 1.5, ROUGE-L, CIDEr-D), from `imgsum eval` on "
+        f"{first['date'][:10]} ({machine_line(m)}).",
+        "",
+        "| model | " + " | ".join(names) + " | SPICE |",
+        "| --- " * (len(names) + 2) + "|",
+    ]
+    for r in results:
+        rs = r["settings"]
+        label = f"`{rs['label']}`, beam {rs['beam']}" if rs["beam"] > 1 else f"`{rs['label']}`, greedy"
+        if rs.get("backend"):
+            label += f" ({rs['backend']})"
+        lines.append(_row(label, r["metrics"], names) + " n/a |")
+    agreement = [(r, r["human_agreement"]) for r in results if "human" in r.get("human_agreement", {})]
+    if agreement:
+        n = agreement[0][1]["references"]
+        lines += [
+            "",
+            f"Against {n} references instead of {n + 1} (each reference left out in turn, mean of {n + 1} folds), "
+            "so that people and models are scored alike:",
+            "",
+            "| scored against the same references | " + " | ".join(names) + " |",
+            "| --- " * (len(names) + 1) + "|",
+            _row(f"people: each reference against the other {n}", agreement[0][1]["human"], names),
+        ]
+        lines += [_row(f"`{r['settings']['label']}`", a["model"], names) for r, a in agreement]
+    lines += ["", first.get("spice", ""), ""]
+    for r in results:
+        st, rs = r["stats"], r["settings"]
+        link = f" [Report]({links[rs['label']]})." if links and rs["label"] in links else ""
+        lines.append(
+            f"- `{rs['label']}`: captions of {st['length']['mean']:.1f} words on average (references "
+            f"{st['reference_length']['mean']:.1f}); {st['distinct_captions']} distinct captions of {st['captions']} "
+            f"({100 * st['distinct_captions_share']:.0f}%); {st['distinct_words']} distinct words (the references "
+            f"use {st['reference_distinct_words']}); {100 * st['copied_from_training_share']:.0f}% copied verbatim "
+            f"from a training caption.{link}")
+    commands = [r["command"] for r in results if r.get("command")]
+    if commands:
+        lines += ["", "Made with:", "", "```bash", *commands, "```"]
+    return "\n".join(lines)
+
+
+def quality_section(paths: list[Path], readme: Path) -> str | None:
     results, links = [], {}
     for path in paths:
         result = json.loads(path.read_text())
@@ -68,17 +127,15 @@ def quality_section(paths: list[Path], readme: Path) -> str | None:
     if not results:
         return None
     sources = ", ".join(os.path.relpath(p, readme.parent) for p in paths)
-    note = f"<!-- generated by scripts/update_readme.py from {sources}; edit those, not this -->"
+    note = f"<!-- generated by benchmarks/update_readme.py from {sources}; edit those, not this -->"
     return note + "\n\n" + quality_markdown(_order(results), links)
 
 
 def speed_section(path: Path, readme: Path) -> str | None:
-    import tables
-
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    note = (f"<!-- generated by scripts/update_readme.py from {os.path.relpath(path, readme.parent)}; "
+    note = (f"<!-- generated by benchmarks/update_readme.py from {os.path.relpath(path, readme.parent)}; "
             "edit that, not this -->")
     command = "Made with `.venv/bin/python benchmarks/run_all.py` (all the benchmarks, one command)."
     if result.get("compare_backend"):
@@ -116,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         if old != new:
-            logger.error("%s is out of date: run scripts/update_readme.py", args.readme)
+            logger.error("%s is out of date: run benchmarks/update_readme.py", args.readme)
             return 1
         return 0
     if old != new:
