@@ -28,8 +28,9 @@ TINY_WORDS = ["a", "dog", "cat", "runs", "on", "the", "grass", "man", "red", "ba
 def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0) -> Path:
     """A checkpoint with random decoder weights: real files, real loading, meaningless captions (needs torch)."""
     torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
-    from imgsum.checkpoint import ModelInfo, save_checkpoint
-    from imgsum.models.decoders import DecoderConfig, create_decoder
+    from imgsum.checkpoint import save_checkpoint
+    from imgsum.model_info import DecoderConfig, ModelInfo
+    from imgsum.models.decoders import create_decoder
     from imgsum.models.encoders import create_encoder
     from imgsum.text import Vocabulary
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from imgsum.checkpoint import FORMAT_VERSION, load_checkpoint, read_info
+from imgsum.checkpoint import load_checkpoint
+from imgsum.model_info import FORMAT_VERSION, read_checkpoint_info
 from imgsum.models.captioner import CaptionModel
 from imgsum.models.decoders import create_decoder
 
@@ -40,6 +41,6 @@ def test_not_a_checkpoint_is_refused(tmp_path):
 
     save_file({"x": torch.zeros(1)}, tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="not an imgsum checkpoint"):
-        read_info(tmp_path / "other.safetensors")
+        read_checkpoint_info(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "absent.safetensors")

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from imgsum.decoding import beam_search, greedy
-from imgsum.models.decoders import DecoderConfig, create_decoder, list_decoders
+from imgsum.model_info import DecoderConfig
+from imgsum.models.decoders import TorchStepper, create_decoder, list_decoders
 
 EOS = 2
 
@@ -50,17 +51,18 @@ def test_one_image_many_captions_equals_repeated_images(kind):
 @pytest.mark.parametrize("kind", list_decoders())
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_beam_width_one_equals_greedy(kind, seed):
-    decoder = _decoder(kind, seed)
+    stepper = TorchStepper(_decoder(kind, seed))
     grid, pooled = _images(4, seed)
-    assert beam_search(decoder, grid, pooled, EOS, beam=1, max_len=12) == greedy(decoder, grid, pooled, EOS, max_len=12)
+    assert beam_search(stepper, grid, pooled, EOS, 1, 12, 0.0) == greedy(stepper, grid, pooled, EOS, 12)
 
 
 @pytest.mark.parametrize("kind", list_decoders())
 def test_beam_search_is_batch_independent_and_never_worse_than_greedy(kind):
     decoder = _decoder(kind)
+    stepper = TorchStepper(decoder)
     grid, pooled = _images(4)
-    batched = beam_search(decoder, grid, pooled, EOS, beam=3, max_len=12)
-    one_by_one = [beam_search(decoder, grid[i : i + 1], pooled[i : i + 1], EOS, beam=3, max_len=12)[0] for i in range(4)]
+    batched = beam_search(stepper, grid, pooled, EOS, 3, 12, 0.0)
+    one_by_one = [beam_search(stepper, grid[i : i + 1], pooled[i : i + 1], EOS, 3, 12, 0.0)[0] for i in range(4)]
     assert batched == one_by_one
 
     def logprob(i: int, ids: list[int]) -> float:
@@ -69,16 +71,16 @@ def test_beam_search_is_batch_independent_and_never_worse_than_greedy(kind):
         targets = ids + ([EOS] if finished else [])
         return float(sum(full[t, w] for t, w in enumerate(targets)))
 
-    greedy_ids = greedy(decoder, grid, pooled, EOS, max_len=12)
+    greedy_ids = greedy(stepper, grid, pooled, EOS, 12)
     for i in range(4):
         if len(batched[i]) < 12 and len(greedy_ids[i]) < 12:
             assert logprob(i, batched[i]) >= logprob(i, greedy_ids[i]) - 1e-4
 
 
 def test_outputs_stop_at_eos_and_respect_max_len():
-    decoder = _decoder("gpt")
+    stepper = TorchStepper(_decoder("gpt"))
     grid, pooled = _images(5)
-    for ids in greedy(decoder, grid, pooled, EOS, max_len=6) + beam_search(decoder, grid, pooled, EOS, 3, max_len=6):
+    for ids in greedy(stepper, grid, pooled, EOS, 6) + beam_search(stepper, grid, pooled, EOS, 3, 6, 0.0):
         assert len(ids) <= 6 and EOS not in ids
 
 
@@ -87,7 +89,7 @@ def test_banned_tokens_are_never_emitted(beam):
     decoder = _decoder("lstm")
     with torch.no_grad():
         decoder.head.bias[3] = 50.0  # the model now prefers <unk> everywhere
-    grid, pooled = _images(3)
-    assert all(set(ids) == {3} for ids in beam_search(decoder, grid, pooled, EOS, beam, max_len=6))
-    for ids in beam_search(decoder, grid, pooled, EOS, beam, max_len=6, banned=(0, 1, 3)):
+    stepper, grid, pooled = TorchStepper(decoder), *_images(3)
+    assert all(set(ids) == {3} for ids in beam_search(stepper, grid, pooled, EOS, beam, 6, 0.0))
+    for ids in beam_search(stepper, grid, pooled, EOS, beam, 6, 0.0, banned=(0, 1, 3)):
         assert ids and not {0, 1, 3} & set(ids)

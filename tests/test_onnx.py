@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from conftest import DATA, ROOT, needs_data
 from imgsum.api import Captioner
 from imgsum.cli import main
-from imgsum.decoding import beam_search, greedy
+from imgsum.decoding import DecodingOptions, beam_search, greedy
 from imgsum.images import open_image
 from imgsum.models.captioner import CaptionModel
 from imgsum.pretrained import shipped_path
@@ -64,7 +64,7 @@ def test_export_writes_a_bundle_that_describes_itself(bundles, tiny_checkpoints)
         assert bundle.encoder == "efficientnet_lite0.onnx"
         assert bundle.info.decoder.kind == kind
         assert bundle.info.vocab == CaptionModel.from_checkpoint(tiny_checkpoints[kind]).info.vocab
-        assert bundle.info.decoding == {"beam": 2, "max_len": 10, "length_penalty": 0.0}
+        assert bundle.info.decoding == DecodingOptions(beam=2, max_len=10, length_penalty=0.0)
         assert bundle.source["checkpoint"] == tiny_checkpoints[kind].name
     assert read_bundle(bundles["gpt"]).carried[0] == "position"
     assert read_bundle(bundles["lstm"]).memory == ["values", "keys"]
@@ -112,10 +112,10 @@ def test_beam_width_one_equals_greedy_on_onnx(kind, bundles):
     grid = np.random.default_rng(3).standard_normal((5, 49, 1280)).astype(np.float32)
     pooled = grid.mean(1)
     eos = model.vocab.eos_id
-    one = beam_search(model.stepper, grid, pooled, eos, beam=1, max_len=8)
-    assert one == greedy(model.stepper, grid, pooled, eos, max_len=8)
-    batched = beam_search(model.stepper, grid, pooled, eos, beam=3, max_len=8)
-    assert batched == [beam_search(model.stepper, grid[i : i + 1], pooled[i : i + 1], eos, beam=3, max_len=8)[0]
+    one = beam_search(model.stepper, grid, pooled, eos, 1, 8, 0.0)
+    assert one == greedy(model.stepper, grid, pooled, eos, 8)
+    batched = beam_search(model.stepper, grid, pooled, eos, 3, 8, 0.0)
+    assert batched == [beam_search(model.stepper, grid[i : i + 1], pooled[i : i + 1], eos, 3, 8, 0.0)[0]
                        for i in range(5)]
 
 

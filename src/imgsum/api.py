@@ -44,17 +44,18 @@ class BackendUnavailable(ImportError):
 class Captioner:
     """A loaded model, ready to caption. Load once, caption many times.
 
-    ``model`` is anything with ``info`` (its :class:`~imgsum.runtime.info.ModelInfo`),
-    ``encode(pixels)`` (preprocessed images -> encoder features), ``describe(grid, pooled, beam=...)``
+    ``model`` is anything with ``info`` (its :class:`~imgsum.model_info.ModelInfo`),
+    ``encode(pixels)`` (preprocessed images -> encoder features), ``describe(grid, pooled, **overrides)``
     (features -> captions) and ``generate`` (the two in one): an
     :class:`~imgsum.runtime.ort.OnnxCaptionModel` (ONNX Runtime, no torch) or a
     :class:`~imgsum.models.captioner.CaptionModel` (torch).
     """
 
-    def __init__(self, model, name: str, backend: str = "onnx") -> None:
+    def __init__(self, model, name: str, backend: str = "onnx", path: Path | None = None) -> None:
         self.model = model
         self.name = name
         self.backend = backend
+        self.path = path  # the file it was loaded from
         self.info = model.info
         self.preprocess = model.info.preprocess
 
@@ -82,7 +83,7 @@ class Captioner:
             except ImportError as err:
                 raise BackendUnavailable(f"the onnx backend needs onnxruntime ({err}): "
                                          "pip install onnxruntime") from err
-            return cls(OnnxCaptionModel.load(path, threads=threads), str(model), "onnx")
+            return cls(OnnxCaptionModel.load(path, threads=threads), str(model), "onnx", path)
         try:
             import torch
         except ImportError as err:
@@ -94,28 +95,31 @@ class Captioner:
 
         if threads:
             torch.set_num_threads(threads)
-        return cls(CaptionModel.from_checkpoint(path), str(model), "torch")
+        return cls(CaptionModel.from_checkpoint(path), str(model), "torch", path)
 
-    def caption(self, image: ImageInput, beam: int | None = None) -> str:
-        """One image (path, bytes, PIL image or array) -> its caption. Raises ImageError if unreadable."""
-        return self.model.generate(self.preprocess.load(image)[None], beam=beam)[0]
+    def caption(self, image: ImageInput, **overrides) -> str:
+        """One image (path, bytes, PIL image or array) -> its caption. Raises ImageError if unreadable.
 
-    def caption_batch(self, images: Iterable[ImageInput], beam: int | None = None, batch_size: int = 16,
-                      workers: int = 2, on_result: Callable[[CaptionResult], None] | None = None,
-                      max_len: int | None = None, length_penalty: float | None = None) -> list[CaptionResult]:
+        ``overrides`` change the model's own :class:`~imgsum.decoding.DecodingOptions` (``beam=5``; None keeps
+        the model's)."""
+        return self.model.generate(self.preprocess.load(image)[None], **overrides)[0]
+
+    def caption_batch(self, images: Iterable[ImageInput], batch_size: int = 16, workers: int = 2,
+                      on_result: Callable[[CaptionResult], None] | None = None, **overrides) -> list[CaptionResult]:
         """Captions many images; an unreadable one gets an error result and the rest are still captioned.
-        Decoding settings left out are the model's own.
+        ``overrides``: as :meth:`caption`.
 
         A pool of ``workers`` threads reads, preprocesses and encodes the next images while this thread
         decodes the captions of a batch: decoding and the encoder run side by side, on separate cores.
         """
+        self.info.decoding.with_overrides(**overrides)  # an unknown option fails here, before any work
         results: list[CaptionResult] = []
         for batch in self._batches(images, batch_size, workers):
             good = [features for r, features in batch if r.error is None]
             if good:
                 grid = np.concatenate([g for g, _ in good])  # (batch, regions, C)
                 pooled = np.concatenate([p for _, p in good])  # (batch, C)
-                captions = iter(self.model.describe(grid, pooled, beam, max_len, length_penalty))
+                captions = iter(self.model.describe(grid, pooled, **overrides))
                 for r, _ in batch:
                     if r.error is None:
                         r.caption = next(captions)

@@ -15,10 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .files import write_atomic
-
-# The metadata classes are torch-free, so that the ONNX runtime path reads them too; imported from here as before.
-from .runtime.info import FORMAT_VERSION, META_KEY, DecoderConfig, ModelInfo, info_from_metadata  # noqa: F401
-from .runtime.info import read_checkpoint_info as read_info  # noqa: F401  (the metadata alone, no weights)
+from .model_info import META_KEY, ModelInfo, info_from_metadata
 
 
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info: ModelInfo) -> None:

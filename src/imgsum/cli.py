@@ -18,13 +18,16 @@ class OutputError(OSError):
 
 
 def _caption_args(p: argparse.ArgumentParser) -> None:
+    from . import decoding
+    from .pretrained import BACKENDS
+
     p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--model", default="default", help="shipped model name (default, gpt, lstm) or a checkpoint path")
-    p.add_argument("--beam", type=int, default=None, help="beam width (1: greedy; default: the model's own)")
+    decoding.add_arguments(p)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--format", choices=("text", "jsonl", "csv"), default="text")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
-    p.add_argument("--backend", choices=("onnx", "torch"), default=None,
+    p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="onnx: ONNX Runtime (the default, except for a checkpoint file); "
                         "torch: PyTorch (pip install 'imgsum[train]')")
     p.add_argument("--workers", type=int, default=2, help="threads that decode images ahead of the model")
@@ -32,6 +35,7 @@ def _caption_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_caption(args: argparse.Namespace) -> int:
     from .api import BackendUnavailable, CaptionResult, Captioner
+    from .decoding import overrides_from
     from .images import find_images
 
     paths = find_images(args.paths)
@@ -58,7 +62,8 @@ def cmd_caption(args: argparse.Namespace) -> int:
         if progress:
             progress.update()
 
-    captioner.caption_batch(paths, beam=args.beam, batch_size=args.batch_size, workers=args.workers, on_result=emit)
+    captioner.caption_batch(paths, batch_size=args.batch_size, workers=args.workers, on_result=emit,
+                            **overrides_from(args))
     if progress:
         progress.close()
     if failed:
@@ -101,16 +106,17 @@ def _rows(fmt: str, out) -> Callable:
     return text
 
 
-def _describe(name: str) -> dict:
+def _model_row(name: str) -> dict:
     """A model's row for ``imgsum models``, from its metadata alone (no torch, no weights read)."""
     from pathlib import Path
 
-    from .pretrained import SHIPPED, is_checkpoint, is_shipped, resolve_model
-    from .runtime import read_bundle, read_checkpoint_info
+    from .model_info import read_checkpoint_info
+    from .pretrained import BACKENDS, SHIPPED, is_checkpoint, is_shipped, resolve_model
+    from .runtime import read_bundle
 
     forms: dict[str, Path] = {}
     if is_shipped(name):
-        for backend in ("onnx", "torch"):
+        for backend in BACKENDS:
             try:
                 forms[backend] = resolve_model(name, backend)
             except FileNotFoundError:
@@ -140,7 +146,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for name in [*SHIPPED, *args.checkpoints]:
         try:
-            rows.append(_describe(name))
+            rows.append(_model_row(name))
         except (FileNotFoundError, ValueError, OSError) as err:
             rows.append({"model": name, "error": str(err)})
     if args.json:

@@ -1,4 +1,7 @@
-"""Greedy and beam search, written once over a small step interface on numpy arrays.
+"""Decoding settings, and greedy and beam search written once over a small step interface on numpy arrays.
+
+:class:`DecodingOptions` holds the settings; a model stores its own (``ModelInfo.decoding``) and a caller
+changes some with :meth:`DecodingOptions.with_overrides`, the one place where defaults are worked out.
 
 Search sees a decoder only through a *stepper*:
 
@@ -6,10 +9,9 @@ Search sees a decoder only through a *stepper*:
 * ``step(tokens, state) -> (logits, state)``: tokens (batch,) int64, one word per row;
 * ``reorder(state, index) -> state``: keeps (and repeats) the rows ``index`` (rows,) int64.
 
-The state is opaque to search. Two backends implement the interface: :class:`TorchStepper` here
-(wraps a :class:`~imgsum.models.decoders.Decoder`; torch is imported only when one is made) and
-:class:`imgsum.runtime.OnnxStepper` (ONNX Runtime, no torch). A torch ``Decoder`` may be passed to
-:func:`decode`, :func:`greedy` and :func:`beam_search` as is: it is wrapped on the way in.
+The state is opaque to search. Two backends implement the interface:
+:class:`imgsum.models.decoders.TorchStepper` (a torch decoder) and :class:`imgsum.runtime.ort.OnnxStepper`
+(ONNX Runtime, no torch). This module needs numpy alone.
 
 Rows whose caption is finished are dropped from the batch as they finish, so a batch costs what its
 longest caption costs, on the rows still running.
@@ -17,9 +19,61 @@ longest caption costs, on the rows still running.
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol, Sequence
 
 import numpy as np
+
+from .text import Vocabulary
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How captions are searched for. A new setting is a new field here, with the default that keeps
+    today's behaviour: models saved before it then read as they did."""
+
+    beam: int = field(default=3, metadata={"help": "beam width (1: greedy)"})
+    max_len: int = field(default=20, metadata={"help": "most words per caption"})
+    length_penalty: float = field(default=0.0, metadata={
+        "help": "beam search ranks captions by log-probability / length ** this (0: plain log-probability)"})
+
+    def with_overrides(self, **overrides: Any) -> "DecodingOptions":
+        """These options with each override that is not None in place (None keeps the value here)."""
+        unknown = set(overrides) - set(option_names())
+        if unknown:
+            raise TypeError(f"unknown decoding option(s) {', '.join(sorted(unknown))}; "
+                            f"the options are {', '.join(option_names())}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DecodingOptions":
+        """As stored in a model's metadata; a setting it lacks takes its default."""
+        unknown = set(d) - set(option_names())
+        if unknown:
+            raise ValueError(f"unknown decoding setting(s) {', '.join(sorted(unknown))}: "
+                             "the model was saved by a newer imgsum")
+        return cls(**d)
+
+
+def option_names() -> list[str]:
+    """The fields of :class:`DecodingOptions`, in order."""
+    return [f.name for f in fields(DecodingOptions)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """A command-line flag for each option (``--max-len`` for ``max_len``), defaulting to the model's own."""
+    for f in fields(DecodingOptions):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None,
+                            help=f"{f.metadata['help']} (default: the model's own)")
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line (see :func:`add_arguments`); those left out are not in it."""
+    return {name: getattr(args, name) for name in option_names() if getattr(args, name, None) is not None}
 
 
 class Stepper(Protocol):
@@ -30,45 +84,11 @@ class Stepper(Protocol):
     def reorder(self, state: Any, index: np.ndarray) -> Any: ...
 
 
-class TorchStepper:
-    """The step interface over a torch ``Decoder``: state stays on the decoder's device, logits come back as numpy."""
-
-    def __init__(self, decoder) -> None:
-        import torch
-
-        self.torch = torch
-        self.decoder = decoder
-        self.device = next(decoder.parameters()).device
-
-    def start(self, grid, pooled) -> tuple[np.ndarray, dict]:
-        grid = self.torch.as_tensor(grid, device=self.device)
-        pooled = self.torch.as_tensor(pooled, device=self.device)
-        with self.torch.no_grad():
-            logits, state = self.decoder.start(grid, pooled)
-        return logits.float().cpu().numpy(), state
-
-    def step(self, tokens: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
-        with self.torch.no_grad():
-            logits, state = self.decoder.step(self.torch.from_numpy(tokens).to(self.device), state)
-        return logits.float().cpu().numpy(), state
-
-    def reorder(self, state: dict, index: np.ndarray) -> dict:
-        from .models.decoders import reorder_state
-
-        return reorder_state(state, self.torch.from_numpy(index).to(self.device))
-
-
-def as_stepper(decoder) -> Stepper:
-    """A stepper as is; a torch ``Decoder`` wrapped in :class:`TorchStepper`."""
-    return decoder if hasattr(decoder, "reorder") else TorchStepper(decoder)
-
-
-def greedy(decoder, grid, pooled, eos_id: int, max_len: int = 20, banned: Sequence[int] = ()) -> list[list[int]]:
+def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Sequence[int] = ()) -> list[list[int]]:
     """Most likely next word at each step, for a batch of images; token ids without <eos>.
 
     ``banned`` token ids are never emitted (for example <unk>, <pad>, <bos>).
     """
-    stepper = as_stepper(decoder)
     logits, state = stepper.start(grid, pooled)  # (batch, vocab)
     ban = _ban(logits.shape[-1], banned)
     batch = logits.shape[0]
@@ -87,12 +107,11 @@ def greedy(decoder, grid, pooled, eos_id: int, max_len: int = 20, banned: Sequen
     return [_until_eos(row, eos_id) for row in out.tolist()]
 
 
-def beam_search(decoder, grid, pooled, eos_id: int, beam: int = 3, max_len: int = 20,
-                length_penalty: float = 0.0, banned: Sequence[int] = ()) -> list[list[int]]:
+def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len: int, length_penalty: float,
+                banned: Sequence[int] = ()) -> list[list[int]]:
     """Keeps the ``beam`` best prefixes per image; the finished caption with the best
     ``log-probability / length ** length_penalty`` wins (0: plain log-probability).
     ``banned`` token ids are never emitted."""
-    stepper = as_stepper(decoder)
     logits, state = stepper.start(grid, pooled)
     batch, vocab = logits.shape
     ban = _ban(vocab, banned)
@@ -165,20 +184,14 @@ def _until_eos(ids: list[int], eos_id: int) -> list[int]:
     return ids[: ids.index(eos_id)] if eos_id in ids else ids
 
 
-def decode(decoder, grid, pooled, eos_id: int, beam: int = 1, max_len: int = 20,
-           length_penalty: float = 0.0, banned: Sequence[int] = ()) -> list[list[int]]:
-    """Greedy for ``beam <= 1``, beam search otherwise. ``decoder``: a stepper or a torch ``Decoder``."""
-    if beam <= 1:
-        return greedy(decoder, grid, pooled, eos_id, max_len, banned)
-    return beam_search(decoder, grid, pooled, eos_id, beam, max_len, length_penalty, banned)
+def search(stepper: Stepper, grid, pooled, eos_id: int, options: DecodingOptions,
+           banned: Sequence[int] = ()) -> list[list[int]]:
+    """Token ids of one caption per image: greedy for ``options.beam <= 1``, beam search otherwise."""
+    if options.beam <= 1:
+        return greedy(stepper, grid, pooled, eos_id, options.max_len, banned)
+    return beam_search(stepper, grid, pooled, eos_id, options.beam, options.max_len, options.length_penalty, banned)
 
 
-def describe(decoder, grid, pooled, vocab, defaults: dict, beam: int | None = None, max_len: int | None = None,
-             length_penalty: float | None = None) -> list[str]:
-    """Captions as text: the model's decoding ``defaults`` where a setting is not given, and no <unk>."""
-    ids = decode(decoder, grid, pooled, vocab.eos_id,
-                 beam=defaults["beam"] if beam is None else beam,
-                 max_len=defaults["max_len"] if max_len is None else max_len,
-                 length_penalty=defaults["length_penalty"] if length_penalty is None else length_penalty,
-                 banned=vocab.never_emitted)
-    return [vocab.decode(row) for row in ids]
+def search_captions(stepper: Stepper, grid, pooled, vocab: Vocabulary, options: DecodingOptions) -> list[str]:
+    """One caption per image, as text: :func:`search`, never emitting <unk> nor the other specials."""
+    return [vocab.decode(row) for row in search(stepper, grid, pooled, vocab.eos_id, options, vocab.never_emitted)]

@@ -19,17 +19,14 @@ import hashlib
 import logging
 import warnings
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import torch
 from torch import nn
 
 from .models.captioner import CaptionModel
-from .models.decoders import Decoder, State
+from .models.decoders import Decoder
 from .models.encoders import Encoder
 from .runtime.bundle import Bundle, sha256
-from .runtime.info import ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +49,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None 
     out.mkdir(parents=True, exist_ok=True)
     name = name or checkpoint.stem
     model = CaptionModel.from_checkpoint(checkpoint)
-    info = ModelInfo.from_json(model.info.to_json())  # the torch-free twin of the checkpoint's metadata
+    info = model.info
     size = info.preprocess.size
 
     encoder_file = f"{info.encoder}.onnx"
@@ -175,23 +172,6 @@ def _state_roles(decoder: Decoder, grid: torch.Tensor, pooled: torch.Tensor) -> 
     return [n for n in state if n not in memory], memory
 
 
-def _gpt_step(decoder, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-    """``GPTDecoder.step`` with the position kept a tensor (``step`` reads it as a Python int, which export
-    cannot trace); verified against ``step`` itself."""
-    cross, past = decoder._unpack(state)
-    x = decoder.embed(tokens)[:, None] + decoder.pos(state["position"])[:, None]  # (batch, 1, dim)
-    caches = []
-    for i, block in enumerate(decoder.blocks):
-        x, kv = block(x, cross[i], past[i])
-        caches.append(kv)
-    logits = decoder.head(decoder.ln(x))[:, -1]  # (batch, vocab)
-    return logits, decoder._pack(cross, caches, state["position"] + 1)
-
-
-#: Decoders whose ``step`` needs a traceable stand-in for export.
-STEP_FOR_EXPORT: dict[str, Callable[[Decoder, torch.Tensor, State], tuple[torch.Tensor, State]]] = {"gpt": _gpt_step}
-
-
 class _Start(nn.Module):
     def __init__(self, decoder: Decoder, names: list[str]) -> None:
         super().__init__()
@@ -206,10 +186,9 @@ class _Step(nn.Module):
     def __init__(self, decoder: Decoder, inputs: list[str], carried: list[str]) -> None:
         super().__init__()
         self.decoder, self.inputs, self.carried = decoder, inputs, carried
-        self.fn = STEP_FOR_EXPORT.get(decoder.config.kind, type(decoder).step)
 
     def forward(self, tokens, *states):
-        logits, state = self.fn(self.decoder, tokens, dict(zip(self.inputs, states)))
+        logits, state = self.decoder.traceable_step(tokens, dict(zip(self.inputs, states)))
         return (logits, *(state[n] for n in self.carried))
 
 

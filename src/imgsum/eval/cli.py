@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+from .. import decoding
+from ..pretrained import BACKENDS
 from . import DEFAULT_DATA
 
 logger = logging.getLogger(__name__)
@@ -19,11 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="auto", help="caption file layout (default: auto-detected)")
     p.add_argument("--images", help="image folder (default: found beside the caption file)")
     p.add_argument("--split", default="test", help="train, dev or test (default: %(default)s)")
-    p.add_argument("--beam", type=int, help="beam width (1: greedy; default: the model's own)")
-    p.add_argument("--max-len", type=int, help="most words per caption (default: the model's own)")
-    p.add_argument("--length-penalty", type=float, help="beam search length penalty (default: the model's own)")
+    decoding.add_arguments(p)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--backend", choices=("onnx", "torch"),
+    p.add_argument("--backend", choices=BACKENDS,
                    help="onnx: ONNX Runtime (the default, except for a checkpoint file); torch: PyTorch")
     p.add_argument("--threads", type=int, help="CPU threads for the model")
     p.add_argument("--limit", type=int, default=0, help="only the first N images of the split (quick checks)")
@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from .metrics import JavaMissing
 
     settings = EvalSettings(model=args.model, data=args.data, format=args.format, images=args.images,
-                            split=args.split, beam=args.beam, max_len=args.max_len,
-                            length_penalty=args.length_penalty, batch_size=args.batch_size, backend=args.backend,
+                            split=args.split, decoding=decoding.overrides_from(args), batch_size=args.batch_size,
+                            backend=args.backend,
                             threads=args.threads,
                             limit=args.limit, ptb=args.ptb, meteor=args.meteor, agreement=args.agreement,
                             progress=args.progress)

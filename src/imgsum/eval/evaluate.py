@@ -11,10 +11,11 @@ import logging
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from ..decoding import DecodingOptions
 from ..files import write_text_atomic
 from ..text import tokenize
 from . import DEFAULT_DATA
@@ -33,9 +34,7 @@ class EvalSettings:
     format: str = "auto"
     images: str | None = None  # image folder (default: found beside the caption file)
     split: str = "test"
-    beam: int | None = None  # None: the model's own default
-    max_len: int | None = None
-    length_penalty: float | None = None
+    decoding: dict = field(default_factory=dict)  # DecodingOptions overrides (beam, max_len ...); absent: the model's
     batch_size: int = 16
     workers: int = 2  # image-decoding threads
     backend: str | None = None  # onnx or torch (None: the Captioner's default for this model)
@@ -82,19 +81,18 @@ def load_split(settings: EvalSettings) -> tuple[dict[str, list[str]], list[str],
     return {n: data.captions[n] for n in names}, train, Path(data.image_dir)
 
 
-def caption_files(captioner, paths: Sequence[Path], beam: int | None = None, max_len: int | None = None,
-                  length_penalty: float | None = None, batch_size: int = 16, workers: int = 2,
+def caption_files(captioner, paths: Sequence[Path], options: DecodingOptions, batch_size: int = 16, workers: int = 2,
                   progress: bool = True) -> tuple[list[str | None], dict[str, str]]:
-    """Captions for image files, in order (:meth:`Captioner.caption_batch`, with a progress bar).
+    """Captions for image files, in order (:meth:`Captioner.caption_batch`, with a progress bar, decoding with
+    ``options``).
 
     Returns the captions (None where an image could not be read) and the errors by path.
     """
     from tqdm import tqdm
 
     with tqdm(total=len(paths), unit="img", desc="captioning", leave=False, disable=not progress) as bar:
-        results = captioner.caption_batch(paths, beam=beam, batch_size=batch_size, workers=workers,
-                                          on_result=lambda r: bar.update(), max_len=max_len,
-                                          length_penalty=length_penalty)
+        results = captioner.caption_batch(paths, batch_size=batch_size, workers=workers,
+                                          on_result=lambda r: bar.update(), **options.to_dict())
     errors = {r.image: r.error for r in results if not r.ok}
     for image, error in errors.items():
         logger.warning("cannot read %s: %s", image, error)
@@ -143,7 +141,6 @@ def caption_stats(hyps: Mapping[str, str], refs: Mapping[str, Sequence[str]], tr
 def evaluate(settings: EvalSettings) -> dict:
     """Captions the split, scores it, measures human agreement; one JSON-ready dict (``rows``: per image)."""
     from ..api import Captioner
-    from ..pretrained import resolve_model
 
     refs, train_captions, image_dir = load_split(settings)
     names = list(refs)
@@ -152,15 +149,12 @@ def evaluate(settings: EvalSettings) -> dict:
 
         require_java()  # fail before the minutes of captioning, not after
     captioner = Captioner.load(settings.model, backend=settings.backend, threads=settings.threads)
-    decoding = captioner.info.decoding
-    beam = decoding["beam"] if settings.beam is None else settings.beam
-    max_len = decoding["max_len"] if settings.max_len is None else settings.max_len
-    length_penalty = decoding["length_penalty"] if settings.length_penalty is None else settings.length_penalty
-    logger.info("captioning %d %s images with %s (%s backend, beam %d, max_len %d)", len(names), settings.split,
-                settings.model, captioner.backend, beam, max_len)
+    options = captioner.info.decoding.with_overrides(**settings.decoding)
+    logger.info("captioning %d %s images with %s (%s backend, %s)", len(names), settings.split, settings.model,
+                captioner.backend, ", ".join(f"{k} {v}" for k, v in options.to_dict().items()))
     start = time.perf_counter()
-    captions, errors = caption_files(captioner, [image_dir / n for n in names], beam, max_len, length_penalty,
-                                     settings.batch_size, settings.workers, settings.progress)
+    captions, errors = caption_files(captioner, [image_dir / n for n in names], options, settings.batch_size,
+                                     settings.workers, settings.progress)
     caption_seconds = time.perf_counter() - start
     hyps = {n: c for n, c in zip(names, captions) if c is not None}
     if not hyps:
@@ -194,10 +188,10 @@ def evaluate(settings: EvalSettings) -> dict:
         "machine": machine_info(),
         "settings": {
             "model": settings.model, "label": model_label(settings.model),
-            "backend": captioner.backend, "path": str(resolve_model(settings.model, captioner.backend)),
+            "backend": captioner.backend, "path": str(captioner.path),
             "decoder": info.decoder.kind,
             "encoder": info.encoder, "data": str(settings.data), "image_dir": str(image_dir), "split": settings.split,
-            "images": len(hyps), "beam": beam, "max_len": max_len, "length_penalty": length_penalty,
+            "images": len(hyps), **options.to_dict(),
             "batch_size": settings.batch_size, "limit": settings.limit,
             "tokenizer": "ptb" if settings.ptb else "imgsum", "meteor": settings.meteor,
         },
@@ -219,8 +213,8 @@ def command_line(settings: EvalSettings, out: Path | None = None) -> str:
         parts.append(f"--data {settings.data}")
     if settings.split != "test":
         parts.append(f"--split {settings.split}")
-    for flag, value in (("--backend", settings.backend), ("--beam", settings.beam), ("--max-len", settings.max_len),
-                        ("--length-penalty", settings.length_penalty), ("--limit", settings.limit or None),
+    decoding = [(f"--{k.replace('_', '-')}", v) for k, v in settings.decoding.items()]
+    for flag, value in (("--backend", settings.backend), *decoding, ("--limit", settings.limit or None),
                         ("--out", out)):
         if value is not None:
             parts.append(f"{flag} {value}")

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import ModelInfo, load_checkpoint
-from ..decoding import describe
+from ..checkpoint import load_checkpoint
+from ..decoding import search_captions
+from ..model_info import ModelInfo
 from ..text import Vocabulary
-from .decoders import Decoder, create_decoder
+from .decoders import Decoder, TorchStepper, create_decoder
 from .encoders import Encoder, create_encoder
 
 
@@ -26,6 +27,7 @@ class CaptionModel(nn.Module):
         self.decoder = decoder
         self.info = info
         self.vocab = Vocabulary.from_list(info.vocab)
+        self.stepper = TorchStepper(decoder)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, pretrained_encoder: bool = True) -> "CaptionModel":
@@ -38,10 +40,9 @@ class CaptionModel(nn.Module):
         encoder = create_encoder(info.encoder, pretrained=pretrained_encoder)
         return cls(encoder, decoder, info).eval()
 
-    def generate(self, pixels: np.ndarray | torch.Tensor, beam: int | None = None, max_len: int | None = None,
-                 length_penalty: float | None = None) -> list[str]:
-        """Preprocessed images (batch, 3, H, W) -> one caption each."""
-        return self.describe(*self.encode(pixels), beam=beam, max_len=max_len, length_penalty=length_penalty)
+    def generate(self, pixels: np.ndarray | torch.Tensor, **overrides) -> list[str]:
+        """Preprocessed images (batch, 3, H, W) -> one caption each (``overrides``: as :meth:`describe`)."""
+        return self.describe(*self.encode(pixels), **overrides)
 
     @torch.inference_mode()
     def encode(self, pixels: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +51,7 @@ class CaptionModel(nn.Module):
         return grid.numpy(), pooled.numpy()
 
     @torch.inference_mode()
-    def describe(self, grid, pooled, beam: int | None = None, max_len: int | None = None,
-                 length_penalty: float | None = None) -> list[str]:
-        """Encoder features (numpy or torch) -> one caption each."""
-        return describe(self.decoder, grid, pooled, self.vocab, self.info.decoding, beam, max_len, length_penalty)
+    def describe(self, grid, pooled, **overrides) -> list[str]:
+        """Encoder features (numpy or torch) -> one caption each; ``overrides`` change the model's own
+        :class:`~imgsum.decoding.DecodingOptions` (``beam=5``; None keeps the model's)."""
+        return search_captions(self.stepper, grid, pooled, self.vocab, self.info.decoding.with_overrides(**overrides))

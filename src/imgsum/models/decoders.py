@@ -7,19 +7,22 @@ Every decoder has one step interface, used by all decoding (see :mod:`imgsum.dec
 * ``step(tokens, state) -> (logits, state)``: feeds one word per sequence; carries the LSTM's
   state or the transformer's key/value cache, never re-feeding the prefix.
 * ``forward(grid, pooled, tokens)``: the same computation, teacher-forced over whole captions.
+* ``traceable_step(tokens, state)``: ``step`` as ``torch.onnx`` can trace it (:mod:`imgsum.export`).
 
 A state is a dict of tensors whose first dimension is the batch, so search can reorder it.
+:class:`TorchStepper` gives search its numpy view of a decoder.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime.info import DecoderConfig  # torch-free, so that exported models describe themselves alike
+from ..model_info import DecoderConfig
 
 State = dict[str, torch.Tensor]
 
@@ -33,6 +36,10 @@ class Decoder(nn.Module):
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
 
+    def traceable_step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """``step`` reading no tensor into Python, so that export can trace it; ``step`` itself by default."""
+        return self.step(tokens, state)
+
     def forward(self, grid: torch.Tensor, pooled: torch.Tensor, tokens: torch.Tensor,
                 image_index: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (captions, 1 + T, vocab): after the image token, then after each of ``tokens`` (captions, T).
@@ -45,6 +52,29 @@ class Decoder(nn.Module):
 def reorder_state(state: State, index: torch.Tensor) -> State:
     """Selects (and repeats) batch rows of every state tensor."""
     return {k: v.index_select(0, index) for k, v in state.items()}
+
+
+class TorchStepper:
+    """The step interface of :mod:`imgsum.decoding` over a torch ``Decoder``: state stays on the decoder's
+    device, logits come back as numpy."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+        self.device = next(decoder.parameters()).device
+
+    @torch.no_grad()
+    def start(self, grid, pooled) -> tuple[np.ndarray, State]:
+        logits, state = self.decoder.start(torch.as_tensor(grid, device=self.device),
+                                           torch.as_tensor(pooled, device=self.device))
+        return logits.float().cpu().numpy(), state
+
+    @torch.no_grad()
+    def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        logits, state = self.decoder.step(torch.from_numpy(tokens).to(self.device), state)
+        return logits.float().cpu().numpy(), state
+
+    def reorder(self, state: State, index: np.ndarray) -> State:
+        return reorder_state(state, torch.from_numpy(index).to(self.device))
 
 
 _DECODERS: dict[str, Callable[[DecoderConfig], Decoder]] = {}
@@ -202,9 +232,9 @@ class GPTDecoder(Decoder):
         mem = self.memory(grid)  # (images, regions, dim)
         return [tuple(_select(z, index) for z in blk.memory(mem)) for blk in self.blocks]  # type: ignore[misc]
 
-    def _run(self, x: torch.Tensor, start: int, cross, past=None):
-        t = x.shape[1]
-        x = self.drop(x + self.pos.weight[start : start + t])  # (batch, T, dim)
+    def _run(self, x: torch.Tensor, cross, past=None):
+        """x (batch, T, dim): the inputs with their position embeddings added."""
+        x = self.drop(x)
         caches = []
         for i, blk in enumerate(self.blocks):
             x, kv = blk(x, cross[i], None if past is None else past[i])
@@ -226,19 +256,23 @@ class GPTDecoder(Decoder):
 
     def start(self, grid, pooled):
         cross = self._cross(grid, None)
-        logits, caches = self._run(self.image_token(pooled)[:, None], 0, cross)
+        logits, caches = self._run(self.image_token(pooled)[:, None] + self.pos.weight[:1], cross)
         position = torch.ones(pooled.shape[0], dtype=torch.long, device=pooled.device)
         return logits[:, -1], self._pack(cross, caches, position)
 
     def step(self, tokens, state):
-        cross, past = self._unpack(state)
-        position = int(state["position"][0])
-        if position >= self.config.max_len:
+        if int(state["position"][0]) >= self.config.max_len:
             raise ValueError(f"caption longer than the model's {self.config.max_len} positions")
-        logits, caches = self._run(self.embed(tokens)[:, None], position, cross, past)
+        return self.traceable_step(tokens, state)
+
+    def traceable_step(self, tokens, state):
+        """``step`` without its range check: the position stays a tensor (batch,), for export to trace."""
+        cross, past = self._unpack(state)
+        x = self.embed(tokens)[:, None] + self.pos(state["position"])[:, None]  # (batch, 1, dim)
+        logits, caches = self._run(x, cross, past)
         return logits[:, -1], self._pack(cross, caches, state["position"] + 1)
 
     def forward(self, grid, pooled, tokens, image_index=None):
         cross = self._cross(grid, image_index)
         x = torch.cat([self.image_token(_select(pooled, image_index))[:, None], self.embed(tokens)], 1)
-        return self._run(x, 0, cross)[0]  # (batch, 1 + T, vocab)
+        return self._run(x + self.pos.weight[: x.shape[1]], cross)[0]  # (batch, 1 + T, vocab)

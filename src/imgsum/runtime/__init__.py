@@ -6,13 +6,12 @@ Nothing under this package imports torch; ``imgsum export`` (:mod:`imgsum.export
 from __future__ import annotations
 
 from .bundle import Bundle, read_bundle
-from .info import ModelInfo, read_checkpoint_info
 
-__all__ = ["Bundle", "ModelInfo", "OnnxCaptionModel", "OnnxStepper", "read_bundle", "read_checkpoint_info"]
+__all__ = ["Bundle", "OnnxCaptionModel", "OnnxStepper", "read_bundle"]
 
 
 def __getattr__(name: str):
-    # Lazy: reading manifests and metadata needs no onnxruntime.
+    # Lazy: reading manifests needs no onnxruntime.
     if name in ("OnnxCaptionModel", "OnnxStepper", "OnnxEncoder"):
         from . import ort
 

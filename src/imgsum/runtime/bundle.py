@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..files import write_text_atomic
-from .info import ModelInfo
+from ..model_info import ModelInfo
 
 BUNDLE_FORMAT = "imgsum-onnx"
 BUNDLE_VERSION = 1

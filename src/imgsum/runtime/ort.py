@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..decoding import describe
+from ..decoding import search_captions
 from ..text import Vocabulary
 from .bundle import Bundle, read_bundle
 
@@ -106,20 +106,19 @@ class OnnxCaptionModel:
     def load(cls, path: str | Path, threads: int | None = None) -> "OnnxCaptionModel":
         return cls(read_bundle(path), threads)
 
-    def generate(self, pixels: np.ndarray, beam: int | None = None, max_len: int | None = None,
-                 length_penalty: float | None = None) -> list[str]:
+    def generate(self, pixels: np.ndarray, **overrides) -> list[str]:
         """Preprocessed images (batch, 3, H, W) -> one caption each, the encoder on every core (no image
-        workers run beside it here)."""
+        workers run beside it here). ``overrides``: as :meth:`describe`."""
         if self._wide_encoder is None:
             self._wide_encoder = OnnxEncoder(self.bundle.path(self.bundle.encoder), self._wide)
         grid, pooled = self._wide_encoder(pixels)
-        return self.describe(grid, pooled, beam=beam, max_len=max_len, length_penalty=length_penalty)
+        return self.describe(grid, pooled, **overrides)
 
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed images (batch, 3, H, W) -> grid (batch, regions, C), pooled (batch, C). Thread-safe."""
         return self.encoder(pixels)
 
-    def describe(self, grid: np.ndarray, pooled: np.ndarray, beam: int | None = None, max_len: int | None = None,
-                 length_penalty: float | None = None) -> list[str]:
-        """Encoder features, grid (batch, regions, C) and pooled (batch, C) -> one caption each."""
-        return describe(self.stepper, grid, pooled, self.vocab, self.info.decoding, beam, max_len, length_penalty)
+    def describe(self, grid: np.ndarray, pooled: np.ndarray, **overrides) -> list[str]:
+        """Encoder features, grid (batch, regions, C) and pooled (batch, C) -> one caption each; ``overrides``
+        change the model's own :class:`~imgsum.decoding.DecodingOptions` (``beam=5``; None keeps the model's)."""
+        return search_captions(self.stepper, grid, pooled, self.vocab, self.info.decoding.with_overrides(**overrides))

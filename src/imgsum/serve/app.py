@@ -17,12 +17,13 @@ from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, AsyncIterator
 
 import httpx
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -31,13 +32,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..api import Captioner
+from ..decoding import DecodingOptions
 from .guard import Guard
 from .saving import CAPTIONED_WIDTH, SaveError, output_folder, save_captioned
 from .schemas import (AttributionModel, CaptionResponse, ConfigResponse, ErrorResponse, HealthResponse, ModelEntry,
                       ModelsResponse, SampleResponse, SaveResponse, Timing)
 from .settings import Settings
 from .unsplash import Photo, UnsplashError, gallery_photo, random_unsplash_photo, track_download
-from .uploads import ApiError, Upload, decode, display_name, safe_stem, sniff
+from .uploads import ApiError, Upload, display_name, open_picture, safe_stem, sniff
 from .worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
@@ -101,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        max_concurrent=settings.max_concurrent_uploads)
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
-    _add_routes(app)
+    app.include_router(router)
     return app
 
 
@@ -151,10 +153,12 @@ def _model_name(request: Request, model: str | None) -> str:
     return name
 
 
-def _check_beam(request: Request, beam: int | None) -> None:
+def _decoding(request: Request, name: str | None, beam: int | None) -> DecodingOptions | None:
+    """Model ``name``'s decoding options with the asked-for beam, once that is checked; None without a model."""
     top = request.app.state.settings.max_beam
     if beam is not None and not 1 <= beam <= top:
         raise ApiError(422, f"beam: must be from 1 to {top}, not {beam}")
+    return None if name is None else request.app.state.captioners[name].info.decoding.with_overrides(beam=beam)
 
 
 async def _read_upload(request: Request, file: UploadFile, index: int) -> Upload:
@@ -164,11 +168,11 @@ async def _read_upload(request: Request, file: UploadFile, index: int) -> Upload
     return await run_in_threadpool(sniff, data, name, settings.max_upload_bytes, settings.max_pixels)
 
 
-async def _decode(request: Request, uploads: list[Upload], size: int | None, square: bool) -> list:
-    """Decodes off the event loop, a few requests at a time, so that memory stays bounded."""
+async def _open_pictures(request: Request, uploads: list[Upload], size: int | None, square: bool) -> list:
+    """Decodes the uploads off the event loop, a few requests at a time, so that memory stays bounded."""
     max_pixels = request.app.state.settings.max_pixels
     async with request.app.state.decode_slots:
-        return await run_in_threadpool(lambda: [decode(u, size, max_pixels, square) for u in uploads])
+        return await run_in_threadpool(lambda: [open_picture(u, size, max_pixels, square) for u in uploads])
 
 
 def _remember_sample(request: Request, photo: Photo) -> str:
@@ -183,153 +187,163 @@ def _remember_sample(request: Request, photo: Photo) -> str:
 
 # ---- routes ----------------------------------------------------------------------------------------------------
 
-def _add_routes(app: FastAPI) -> None:
-    page = STATIC.joinpath("index.html").read_text(encoding="utf-8")
+router = APIRouter()
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(page, headers=PAGE_HEADERS)
 
-    @app.get("/healthz", response_model=HealthResponse, tags=["service"])
-    async def healthz(request: Request) -> HealthResponse:
-        worker: InferenceWorker = request.app.state.worker
-        return HealthResponse(models=list(request.app.state.captioners), pending=worker.pending,
-                              batches=worker.batches, uptime_s=round(time.monotonic() - request.app.state.started, 1))
+@lru_cache(maxsize=1)
+def _page() -> str:
+    return STATIC.joinpath("index.html").read_text(encoding="utf-8")
 
-    @app.get("/api/models", response_model=ModelsResponse, tags=["captioning"])
-    async def models(request: Request) -> ModelsResponse:
-        settings: Settings = request.app.state.settings
-        entries = []
-        for name, captioner in request.app.state.captioners.items():
-            info = captioner.info
-            kind = info.decoder.kind
-            entries.append(ModelEntry(name=name, label=f"{name} ({kind.upper()} decoder)", decoder=kind,
-                                      encoder=info.encoder, backend=getattr(captioner, "backend", "torch"),
-                                      vocab_size=len(info.vocab),
-                                      default_beam=int(info.decoding.get("beam", 1)),
-                                      max_len=int(info.decoding.get("max_len", 20)),
-                                      default=name == settings.default_model,
-                                      metrics=info.metrics.get("dev", {})))
-        return ModelsResponse(default=settings.default_model, max_beam=settings.max_beam, models=entries)
 
-    @app.get("/api/config", response_model=ConfigResponse, tags=["service"])
-    async def config(request: Request) -> ConfigResponse:
-        settings: Settings = request.app.state.settings
-        return ConfigResponse(output_dir=str(Path(settings.output_dir).expanduser().resolve()),
-                              max_upload_bytes=settings.max_upload_bytes, max_images=settings.max_images,
-                              max_beam=settings.max_beam, unsplash=settings.unsplash_enabled)
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index() -> HTMLResponse:
+    return HTMLResponse(_page(), headers=PAGE_HEADERS)
 
-    @app.post("/api/caption", response_model=CaptionResponse | list[CaptionResponse], responses=ERRORS,
-              tags=["captioning"])
-    async def caption(request: Request,
-                      image: Annotated[list[UploadFile], File(description="one image, or several (repeat the field)")],
-                      model: Annotated[str | None, Form(description="a name from /api/models (default: the first)")] = None,
-                      beam: Annotated[int | None, Form(description="beam width (1: greedy; default: the model's)")] = None,
-                      ) -> CaptionResponse | list[CaptionResponse]:
-        """Captions the uploaded images: one answer for one image, a list for several.
 
-        A request is all or nothing: if any image is refused, the answer is that error, naming the image.
-        """
-        started = time.perf_counter()
-        settings: Settings = request.app.state.settings
-        name = _model_name(request, model)
-        _check_beam(request, beam)
-        if len(image) > settings.max_images:
-            raise ApiError(413, f"image: {len(image)} images, more than the limit of {settings.max_images} a request")
-        uploads = [await _read_upload(request, f, i) for i, f in enumerate(image)]
-        captioner: Captioner = request.app.state.captioners[name]
-        pictures = await _decode(request, uploads, captioner.info.preprocess.size, square=True)
-        outcome = await request.app.state.worker.caption(name, beam, pictures)
-        used_beam = beam or int(captioner.info.decoding.get("beam", 1))
-        timing = Timing(total_s=round(time.perf_counter() - started, 4), queue_s=round(outcome.queue_s, 4),
-                        inference_s=round(outcome.inference_s, 4), batch_images=outcome.batch_images)
-        rows = [CaptionResponse(image=u.name, caption=c, model=name, beam=used_beam, width=u.width, height=u.height,
-                                format=u.format, timing=timing) for u, c in zip(uploads, outcome.captions)]
-        return rows[0] if len(rows) == 1 else rows
+@router.get("/healthz", response_model=HealthResponse, tags=["service"])
+async def healthz(request: Request) -> HealthResponse:
+    worker: InferenceWorker = request.app.state.worker
+    return HealthResponse(models=list(request.app.state.captioners), pending=worker.pending,
+                          batches=worker.batches, uptime_s=round(time.monotonic() - request.app.state.started, 1))
 
-    @app.get("/api/sample", response_model=SampleResponse, responses=ERRORS, tags=["samples"])
-    async def sample(request: Request) -> JSONResponse:
-        """A random sample photo: from Unsplash when a key is set, else (or if Unsplash fails) from the gallery."""
-        settings: Settings = request.app.state.settings
-        photo, notice, upload = None, None, None
-        if settings.unsplash_enabled:
-            try:
-                photo = await random_unsplash_photo(request.app.state.http, settings.unsplash_api_url,
-                                                    settings.unsplash_access_key or "", settings.app_name,
-                                                    settings.max_upload_bytes)
-                upload = await run_in_threadpool(sniff, photo.data, photo.filename, settings.max_upload_bytes,
-                                                 settings.max_pixels)
-            except (UnsplashError, ApiError) as err:
-                notice = f"Unsplash failed ({err}); here is a photo from the shipped gallery instead"
-                logger.warning("%s", notice)
-                photo = None
-        if photo is None or upload is None:
-            try:
-                photo = gallery_photo(request.app.state.rng)
-            except (UnsplashError, OSError) as err:
-                raise ApiError(503, f"no sample image available: {err}") from err
-            upload = sniff(photo.data, photo.filename, len(photo.data), settings.max_pixels)
-        data_url = f"data:{upload.media_type};base64,{base64.b64encode(photo.data).decode()}"
-        answer = SampleResponse(id="", source=photo.source, filename=photo.filename, media_type=upload.media_type,
-                                width=upload.width, height=upload.height, data_url=data_url,
-                                attribution=AttributionModel(**asdict(photo.attribution)) if photo.attribution else None,
-                                description=photo.description, notice=notice)
-        answer.id = _remember_sample(request, photo)
-        return JSONResponse(answer.model_dump(), headers={"Cache-Control": "no-store"})
 
-    @app.post("/api/save", response_model=SaveResponse, responses={**ERRORS, 507: {"model": ErrorResponse}},
-              tags=["captioning"])
-    async def save(request: Request,
-                   image: Annotated[UploadFile, File(description="the image that was captioned")],
-                   caption: Annotated[str, Form(max_length=1000)],
-                   model: Annotated[str | None, Form(description="the model that made the caption")] = None,
-                   beam: Annotated[int | None, Form()] = None,
-                   seconds: Annotated[float | None, Form(ge=0, description="how long captioning took")] = None,
-                   sample_id: Annotated[str | None, Form(description="the id /api/sample gave, for its credits")] = None,
-                   filename: Annotated[str | None, Form(description="a name to save under (cleaned; default: the upload's)")] = None,
-                   ) -> SaveResponse:
-        """Writes into the output folder: the image with the caption in its metadata, ``.txt`` and ``.json``
-        sidecars, and a captioned picture. No field can write outside that folder."""
-        settings: Settings = request.app.state.settings
-        text = " ".join(caption.split())
-        if not text:
-            raise ApiError(422, "caption: must not be empty")
-        name = _model_name(request, model) if model else None
-        _check_beam(request, beam)
-        photo = None
-        if sample_id:
-            photo = request.app.state.samples.get(sample_id)
-            if photo is None:
-                raise ApiError(422, "sample_id: unknown (or too old) sample id")
-        upload = await _read_upload(request, image, 0)
-        picture = (await _decode(request, [upload], CAPTIONED_WIDTH[1], square=False))[0]
-        stem = safe_stem(filename or image.filename or (photo.filename if photo else None))
-        record = _save_record(request, text, name, beam, seconds, upload, photo, image.filename)
-        artist = photo.attribution.photographer if photo and photo.attribution else None
+@router.get("/api/models", response_model=ModelsResponse, tags=["captioning"])
+async def models(request: Request) -> ModelsResponse:
+    settings: Settings = request.app.state.settings
+    entries = [_model_entry(name, captioner, name == settings.default_model)
+               for name, captioner in request.app.state.captioners.items()]
+    return ModelsResponse(default=settings.default_model, max_beam=settings.max_beam, models=entries)
+
+
+def _model_entry(name: str, captioner: Captioner, default: bool) -> ModelEntry:
+    info = captioner.info
+    kind = info.decoder.kind
+    return ModelEntry(name=name, label=f"{name} ({kind.upper()} decoder)", decoder=kind, encoder=info.encoder,
+                      backend=captioner.backend, vocab_size=len(info.vocab), default_beam=info.decoding.beam,
+                      max_len=info.decoding.max_len, default=default, metrics=info.metrics.get("dev", {}))
+
+
+@router.get("/api/config", response_model=ConfigResponse, tags=["service"])
+async def config(request: Request) -> ConfigResponse:
+    settings: Settings = request.app.state.settings
+    return ConfigResponse(output_dir=str(Path(settings.output_dir).expanduser().resolve()),
+                          max_upload_bytes=settings.max_upload_bytes, max_images=settings.max_images,
+                          max_beam=settings.max_beam, unsplash=settings.unsplash_enabled)
+
+
+@router.post("/api/caption", response_model=CaptionResponse | list[CaptionResponse], responses=ERRORS,
+             tags=["captioning"])
+async def caption(request: Request,
+                  image: Annotated[list[UploadFile], File(description="one image, or several (repeat the field)")],
+                  model: Annotated[str | None, Form(description="a name from /api/models (default: the first)")] = None,
+                  beam: Annotated[int | None, Form(description="beam width (1: greedy; default: the model's)")] = None,
+                  ) -> CaptionResponse | list[CaptionResponse]:
+    """Captions the uploaded images: one answer for one image, a list for several.
+
+    A request is all or nothing: if any image is refused, the answer is that error, naming the image.
+    """
+    started = time.perf_counter()
+    settings: Settings = request.app.state.settings
+    name = _model_name(request, model)
+    options = _decoding(request, name, beam)
+    if len(image) > settings.max_images:
+        raise ApiError(413, f"image: {len(image)} images, more than the limit of {settings.max_images} a request")
+    uploads = [await _read_upload(request, f, i) for i, f in enumerate(image)]
+    size = request.app.state.captioners[name].info.preprocess.size
+    pictures = await _open_pictures(request, uploads, size, square=True)
+    outcome = await request.app.state.worker.caption(name, options, pictures)
+    timing = Timing(total_s=round(time.perf_counter() - started, 4), queue_s=round(outcome.queue_s, 4),
+                    inference_s=round(outcome.inference_s, 4), batch_images=outcome.batch_images)
+    rows = [CaptionResponse(image=u.name, caption=c, model=name, beam=options.beam, width=u.width, height=u.height,
+                            format=u.format, timing=timing) for u, c in zip(uploads, outcome.captions)]
+    return rows[0] if len(rows) == 1 else rows
+
+
+@router.get("/api/sample", response_model=SampleResponse, responses=ERRORS, tags=["samples"])
+async def sample(request: Request) -> JSONResponse:
+    """A random sample photo: from Unsplash when a key is set, else (or if Unsplash fails) from the gallery."""
+    settings: Settings = request.app.state.settings
+    photo, upload, notice = await _unsplash_sample(request) if settings.unsplash_enabled else (None, None, None)
+    if photo is None or upload is None:
         try:
-            folder = output_folder(Path(settings.output_dir))
-            saved = await run_in_threadpool(save_captioned, folder, stem, upload.data, upload.format, picture, text,
-                                            record, artist)
-        except (SaveError, OSError) as err:
-            raise ApiError(507, f"cannot save: {err}") from err
-        if photo and photo.download_location and settings.unsplash_access_key:
-            await track_download(request.app.state.http, photo.download_location, settings.unsplash_access_key)
-        return SaveResponse(folder=str(saved.folder), stem=saved.stem, caption=text,
-                            files={"image": saved.image, "text": saved.text, "json": saved.json,
-                                   "captioned": saved.captioned})
+            photo = gallery_photo(request.app.state.rng)
+        except (UnsplashError, OSError) as err:
+            raise ApiError(503, f"no sample image available: {err}") from err
+        upload = sniff(photo.data, photo.filename, len(photo.data), settings.max_pixels)
+    data_url = f"data:{upload.media_type};base64,{base64.b64encode(photo.data).decode()}"
+    answer = SampleResponse(id="", source=photo.source, filename=photo.filename, media_type=upload.media_type,
+                            width=upload.width, height=upload.height, data_url=data_url,
+                            attribution=AttributionModel(**asdict(photo.attribution)) if photo.attribution else None,
+                            description=photo.description, notice=notice)
+    answer.id = _remember_sample(request, photo)
+    return JSONResponse(answer.model_dump(), headers={"Cache-Control": "no-store"})
 
 
-def _save_record(request: Request, caption: str, model: str | None, beam: int | None, seconds: float | None,
-                 upload: Upload, photo: Photo | None, original_name: str | None) -> dict:
+async def _unsplash_sample(request: Request) -> tuple[Photo | None, Upload | None, str | None]:
+    """A random Unsplash photo and its checked upload; on failure, none and a notice saying why."""
+    settings: Settings = request.app.state.settings
+    try:
+        photo = await random_unsplash_photo(request.app.state.http, settings.unsplash_api_url,
+                                            settings.unsplash_access_key or "", settings.app_name,
+                                            settings.max_upload_bytes)
+        upload = await run_in_threadpool(sniff, photo.data, photo.filename, settings.max_upload_bytes,
+                                         settings.max_pixels)
+    except (UnsplashError, ApiError) as err:
+        notice = f"Unsplash failed ({err}); here is a photo from the shipped gallery instead"
+        logger.warning("%s", notice)
+        return None, None, notice
+    return photo, upload, None
+
+
+@router.post("/api/save", response_model=SaveResponse, responses={**ERRORS, 507: {"model": ErrorResponse}},
+             tags=["captioning"])
+async def save(request: Request,
+               image: Annotated[UploadFile, File(description="the image that was captioned")],
+               caption: Annotated[str, Form(max_length=1000)],
+               model: Annotated[str | None, Form(description="the model that made the caption")] = None,
+               beam: Annotated[int | None, Form()] = None,
+               seconds: Annotated[float | None, Form(ge=0, description="how long captioning took")] = None,
+               sample_id: Annotated[str | None, Form(description="the id /api/sample gave, for its credits")] = None,
+               filename: Annotated[str | None, Form(description="a name to save under (cleaned; default: the upload's)")] = None,
+               ) -> SaveResponse:
+    """Writes into the output folder: the image with the caption in its metadata, ``.txt`` and ``.json``
+    sidecars, and a captioned picture. No field can write outside that folder."""
+    settings: Settings = request.app.state.settings
+    text = " ".join(caption.split())
+    if not text:
+        raise ApiError(422, "caption: must not be empty")
+    name = _model_name(request, model) if model else None
+    options = _decoding(request, name, beam)
+    photo = None
+    if sample_id:
+        photo = request.app.state.samples.get(sample_id)
+        if photo is None:
+            raise ApiError(422, "sample_id: unknown (or too old) sample id")
+    upload = await _read_upload(request, image, 0)
+    picture = (await _open_pictures(request, [upload], CAPTIONED_WIDTH[1], square=False))[0]
+    stem = safe_stem(filename or image.filename or (photo.filename if photo else None))
+    record = _save_record(request, text, name, options, seconds, upload, photo, image.filename)
+    artist = photo.attribution.photographer if photo and photo.attribution else None
+    try:
+        folder = output_folder(Path(settings.output_dir))
+        saved = await run_in_threadpool(save_captioned, folder, stem, upload.data, upload.format, picture, text,
+                                        record, artist)
+    except (SaveError, OSError) as err:
+        raise ApiError(507, f"cannot save: {err}") from err
+    if photo and photo.download_location and settings.unsplash_access_key:
+        await track_download(request.app.state.http, photo.download_location, settings.unsplash_access_key)
+    return SaveResponse(folder=str(saved.folder), stem=saved.stem, caption=text,
+                        files={"image": saved.image, "text": saved.text, "json": saved.json,
+                               "captioned": saved.captioned})
+
+
+def _save_record(request: Request, caption: str, model: str | None, options: DecodingOptions | None,
+                 seconds: float | None, upload: Upload, photo: Photo | None, original_name: str | None) -> dict:
     """The .json sidecar: the caption, the model and its settings, the time, the image and its source."""
-    captioner = request.app.state.captioners.get(model) if model else None
     model_info = None
-    if captioner is not None:
-        info = captioner.info
-        model_info = {"name": model, "decoder": info.decoder.kind, "encoder": info.encoder,
-                      "beam": beam or int(info.decoding.get("beam", 1)),
-                      "max_len": int(info.decoding.get("max_len", 20)),
-                      "length_penalty": info.decoding.get("length_penalty", 0.0)}
+    if model is not None and options is not None:
+        info = request.app.state.captioners[model].info
+        model_info = {"name": model, "decoder": info.decoder.kind, "encoder": info.encoder, **options.to_dict()}
     return {
         "caption": caption,
         "model": model,

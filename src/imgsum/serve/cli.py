@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..pretrained import BACKENDS
 from .settings import LOOPBACK_HOSTS, MB
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", metavar="NAME[=PATH]",
                    help="a model to serve: a shipped name (gpt, lstm), a checkpoint path, or NAME=PATH; repeat for "
                         "several, the first is the default (default: $IMGSUM_MODELS, else every installed shipped model)")
-    p.add_argument("--backend", choices=("onnx", "torch"),
+    p.add_argument("--backend", choices=BACKENDS,
                    help="run the models with ONNX Runtime or PyTorch (default: ONNX Runtime for shipped models, "
                         "PyTorch for checkpoint files)")
     p.add_argument("--output-dir", type=Path, help="the folder Save writes into (default: $IMGSUM_OUTPUT_DIR or ./imgsum-saved)")

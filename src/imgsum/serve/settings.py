@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..images import MAX_PIXELS
+from ..pretrained import BACKENDS, SHIPPED, shipped_path
 
 MB = 1024 * 1024
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -19,8 +20,6 @@ def installed_models(backend: str | None = None) -> dict[str, str]:
     With no ``backend``, a model whose ONNX export is missing but whose checkpoint is there is served from
     the checkpoint (with PyTorch).
     """
-    from ..pretrained import SHIPPED, shipped_path
-
     found: dict[str, str] = {}
     for name in SHIPPED:
         if shipped_path(name, backend or "onnx").is_file():
@@ -110,8 +109,8 @@ class Settings:
                      "max_pending", "max_concurrent_uploads", "decode_slots"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.backend not in (None, "onnx", "torch"):
-            raise ValueError(f"backend must be onnx or torch, not {self.backend!r}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.max_request_bytes < self.max_upload_bytes:
             return replace(self, max_request_bytes=self.max_upload_bytes + MB)
         return self

@@ -32,14 +32,13 @@ class ApiError(Exception):
 
 @dataclass
 class Upload:
-    """One uploaded image, checked: its bytes, what they are, and the decoded picture."""
+    """One uploaded image, checked: its bytes and what they are."""
 
     name: str
     data: bytes
     format: str  # as sniffed by Pillow: JPEG, PNG, ...
     width: int
     height: int
-    image: Image.Image | None = None  # upright RGB, resized for the model when prepared for captioning
 
     @property
     def media_type(self) -> str:
@@ -76,7 +75,7 @@ def sniff(data: bytes, name: str, max_bytes: int, max_pixels: int) -> Upload:
     return Upload(name, data, image.format, width, height)
 
 
-def decode(upload: Upload, size: int | None = None, max_pixels: int | None = None, square: bool = False) -> Image.Image:
+def open_picture(upload: Upload, size: int | None = None, max_pixels: int | None = None, square: bool = False) -> Image.Image:
     """The upright RGB picture, decoded at least ``size`` large (JPEGs scale down while decoding).
 
     With ``square``, it is resized to ``size`` x ``size`` as the model's preprocessing would, so that what

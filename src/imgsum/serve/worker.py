@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from ..decoding import DecodingOptions
 from .uploads import ApiError
 
 logger = logging.getLogger(__name__)
@@ -35,18 +36,19 @@ class Outcome:
 @dataclass
 class _Job:
     model: str
-    beam: int | None
+    options: DecodingOptions
     images: list[Image.Image]
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.perf_counter)
 
     @property
-    def key(self) -> tuple[str, int | None]:
-        return self.model, self.beam
+    def key(self) -> tuple[str, DecodingOptions]:
+        return self.model, self.options
 
 
 class InferenceWorker:
-    """Runs ``Captioner.caption_batch`` on one thread, batching the requests that wait for the same model and beam."""
+    """Runs ``Captioner.caption_batch`` on one thread, batching the requests that wait for the same model and
+    decoding options."""
 
     def __init__(self, captioners: dict, max_batch: int = 16, max_pending: int = 64) -> None:
         self.captioners = captioners
@@ -68,9 +70,10 @@ class InferenceWorker:
         self._queue.put(None, timeout=timeout)
         self._thread.join(timeout)
 
-    async def caption(self, model: str, beam: int | None, images: list[Image.Image]) -> Outcome:
-        """Queues the images and waits, without blocking the event loop, for their captions."""
-        job = _Job(model, beam, images)
+    async def caption(self, model: str, options: DecodingOptions | None, images: list[Image.Image]) -> Outcome:
+        """Queues the images and waits, without blocking the event loop, for their captions (``options``: the
+        model's own if None)."""
+        job = _Job(model, options or self.captioners[model].info.decoding, images)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -86,7 +89,7 @@ class InferenceWorker:
             self._run(batch)
 
     def _next_batch(self) -> list[_Job] | None:
-        """The oldest job and every waiting job with the same model and beam, up to ``max_batch`` images."""
+        """The oldest job and every waiting job with the same model and options, up to ``max_batch`` images."""
         first = self._backlog.popleft() if self._backlog else self._queue.get()
         if first is None:
             return None
@@ -118,10 +121,11 @@ class InferenceWorker:
         if not batch:
             return
         start = time.perf_counter()
-        model, beam = batch[0].key
+        model, options = batch[0].key
         images = [im for job in batch for im in job.images]
         try:
-            results = self.captioners[model].caption_batch(images, beam=beam, batch_size=self.max_batch, workers=1)
+            results = self.captioners[model].caption_batch(images, batch_size=self.max_batch, workers=1,
+                                                           **options.to_dict())
         except Exception as err:  # a failure of the model must reach every waiting request, not kill the thread
             logger.exception("inference failed for a batch of %d images", len(images))
             for job in batch:
@@ -129,8 +133,8 @@ class InferenceWorker:
             return
         elapsed = time.perf_counter() - start
         self.batches += 1
-        logger.debug("batch %d: %d requests, %d images, %s beam %s, %.3f s", self.batches, len(batch), len(images),
-                     model, beam, elapsed)
+        logger.debug("batch %d: %d requests, %d images, %s %s, %.3f s", self.batches, len(batch), len(images),
+                     model, options, elapsed)
         at = 0
         for job in batch:
             rows = results[at : at + len(job.images)]

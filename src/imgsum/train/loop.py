@@ -17,13 +17,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..checkpoint import ModelInfo, save_checkpoint
+from ..checkpoint import save_checkpoint
 from ..data.formats import load_captions
 from ..data.splits import split_by_image
-from ..decoding import decode
+from ..decoding import DecodingOptions, search
 from ..eval.metrics import score_captions
 from ..files import write_atomic, write_text_atomic
-from ..models.decoders import DecoderConfig, create_decoder
+from ..model_info import DecoderConfig, ModelInfo
+from ..models.decoders import TorchStepper, create_decoder
 from ..models.encoders import create_encoder
 from ..text import Vocabulary
 from .config import TrainConfig
@@ -74,6 +75,7 @@ class SaveFailed(Exception):
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
+        self.decoding = DecodingOptions(beam=cfg.beam, max_len=cfg.max_words + 1)  # validation's, and the model's
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
@@ -265,8 +267,8 @@ class Trainer:
             count += float(mask.sum())
             keep = idx[idx < n_images]
             if len(keep):
-                ids = decode(self.model, grid[: len(keep)], pooled[: len(keep)], self.vocab.eos_id, beam=self.cfg.beam,
-                             max_len=self.cfg.max_words + 1, banned=self.vocab.never_emitted)
+                ids = search(TorchStepper(self.model), grid[: len(keep)], pooled[: len(keep)], self.vocab.eos_id,
+                             self.decoding, self.vocab.never_emitted)
                 hyps.update({dev.images[i]: self.vocab.decode(r) for i, r in zip(keep, ids)})
         scores = score_captions({k: dev.references[k] for k in hyps}, hyps, ptb=False, meteor=False)
         return {"dev_loss": loss_sum / count, "dev_token_accuracy": correct / count,
@@ -310,7 +312,7 @@ class Trainer:
         info = ModelInfo(
             encoder=self.encoder_name, preprocess=self.preprocess, decoder=self.model.config,
             vocab=self.vocab.to_list(),
-            decoding={"beam": self.cfg.beam, "max_len": self.cfg.max_words + 1, "length_penalty": 0.0},
+            decoding=self.decoding,
             training={**self.data_info, "epoch": row["epoch"], "train_minutes": round(row["train_minutes"], 2),
                       "config": self.cfg.to_dict()},
             metrics={"dev": {k: v for k, v in row.items() if k.startswith("dev_") and k != "dev_samples"}},

@@ -1,8 +1,9 @@
-"""A model's metadata, read without torch: decoder hyper-parameters, vocabulary, preprocessing,
+"""A model's description, read without torch: decoder hyper-parameters, vocabulary, preprocessing,
 decoding defaults, training provenance and metrics.
 
 The same JSON is inside every checkpoint (safetensors metadata) and beside every exported ONNX
-model (its manifest), so both forms of a model describe themselves alike.
+model (its manifest), so both forms of a model describe themselves alike. Training, checkpoints,
+export, both backends, the API and the server all read it from here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..images import Preprocess
+from .decoding import DecodingOptions
+from .images import Preprocess
 
 FORMAT_VERSION = 1
 META_KEY = "imgsum"
@@ -45,10 +47,14 @@ class ModelInfo:
     preprocess: Preprocess
     decoder: DecoderConfig
     vocab: list[str]
-    decoding: dict = field(default_factory=lambda: {"beam": 3, "max_len": 20, "length_penalty": 0.0})
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)  # stored as a dict of its fields
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if isinstance(self.decoding, dict):
+            self.decoding = DecodingOptions.from_dict(self.decoding)
 
     def to_dict(self) -> dict:
         d = asdict(self)
