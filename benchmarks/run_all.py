@@ -64,7 +64,8 @@ def our_train_step(config, images: int, per_image: int, words: int, seed: int = 
 
     import torch.nn.functional as F
 
-    from imgsum.models.decoders import DecoderConfig, create_decoder
+    from imgsum.model_info import DecoderConfig
+    from imgsum.models.decoders import create_decoder
 
     cfg = DecoderConfig(**asdict(config))
     if cfg.kind == "gpt":
