@@ -23,6 +23,10 @@ DATA = FLICKR8K
 needs_data = pytest.mark.skipif(not flickr8k_present(), reason=f"Flickr8k data absent ({DATA}; set $IMGSUM_DATA)")
 
 TINY_WORDS = ["a", "dog", "cat", "runs", "on", "the", "grass", "man", "red", "ball"]
+#: The tiny training set (3 train, 1 dev, 1 test image) and the options that make ``imgsum train`` on it take seconds.
+TRAIN_CAPTIONS = FIXTURES / "captions" / "flickr8k" / "captions.txt"
+TINY_TRAINING = ["--min-count", "1", "--dim", "16", "--hidden", "16", "--attention-dim", "8", "--layers", "1",
+                 "--heads", "2", "--batch-images", "2", "--warmup-steps", "1"]
 
 
 def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0) -> Path:
@@ -83,3 +87,21 @@ def fill_disk(folder: Path) -> Path:
             except OSError:
                 pass
     return filler
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_checkpoints, tmp_path_factory):
+    """A real uvicorn server on 127.0.0.1 serving the tiny checkpoints (``gpt``, ``lstm``); ``.output`` is where
+    Save writes. Needs the serve extra."""
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
+    pytest.importorskip("uvicorn", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
+    from imgsum.serve.app import create_app
+    from imgsum.serve.background import BackgroundServer
+    from imgsum.serve.settings import Settings
+
+    output = tmp_path_factory.mktemp("saved")
+    settings = Settings(models={kind: str(path) for kind, path in tiny_checkpoints.items()}, output_dir=output,
+                        max_upload_bytes=400_000, max_request_bytes=1_500_000, max_images=4)
+    with BackgroundServer(create_app(settings)) as running:
+        running.output = output
+        yield running

@@ -13,11 +13,9 @@ import pytest
 from imgsum.cli import main
 from imgsum.models.captioner import CaptionModel
 
-from conftest import FIXTURES, fill_disk
-
-CAPTIONS = FIXTURES / "captions" / "flickr8k" / "captions.txt"
-TINY = ["--min-count", "1", "--dim", "16", "--hidden", "16", "--attention-dim", "8", "--layers", "1", "--heads", "2",
-        "--batch-images", "2", "--warmup-steps", "1"]
+from conftest import TINY_TRAINING as TINY
+from conftest import TRAIN_CAPTIONS as CAPTIONS
+from conftest import fill_disk
 
 
 @pytest.mark.parametrize("decoder", ["gpt", "lstm"])

@@ -22,7 +22,7 @@ from ..data.formats import load_captions
 from ..data.splits import split_by_image
 from ..decoding import DecodingOptions, search
 from ..eval.metrics import score_captions
-from ..files import write_atomic, write_text_atomic
+from ..files import remove_leftovers, write_atomic, write_text_atomic
 from ..model_info import DecoderConfig, ModelInfo
 from ..models.decoders import TorchStepper, create_decoder
 from ..models.encoders import create_encoder
@@ -169,6 +169,7 @@ class Trainer:
     def run(self) -> dict:
         self.prepare()
         self.build()
+        remove_leftovers(self.out)  # a killed run's half-written temporaries
         self.try_resume()
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
