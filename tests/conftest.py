@@ -22,6 +22,16 @@ DATA = FLICKR8K
 
 needs_data = pytest.mark.skipif(not flickr8k_present(), reason=f"Flickr8k data absent ({DATA}; set $IMGSUM_DATA)")
 
+#: Fixtures that take long to make: a test that uses one is marked ``slow``, so ``pytest -m "not slow"`` leaves it out.
+SLOW_FIXTURES = {"bundles"}  # test_onnx.py: the tiny models and the encoder exported to ONNX, ~20 s on 2 cores
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 TINY_WORDS = ["a", "dog", "cat", "runs", "on", "the", "grass", "man", "red", "ball"]
 #: The tiny training set (3 train, 1 dev, 1 test image) and the options that make ``imgsum train`` on it take seconds.
 TRAIN_CAPTIONS = FIXTURES / "captions" / "flickr8k" / "captions.txt"

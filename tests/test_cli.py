@@ -68,6 +68,7 @@ def _caption_command(folder, checkpoint) -> list[str]:
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux), a device that is always full")
+@pytest.mark.slow
 def test_a_full_disk_for_the_output_is_one_clear_error(photo_folder, tiny_checkpoints):
     with open("/dev/full", "w") as full:
         proc = subprocess.run(_caption_command(photo_folder, tiny_checkpoints["lstm"]), stdout=full,
@@ -76,6 +77,7 @@ def test_a_full_disk_for_the_output_is_one_clear_error(photo_folder, tiny_checkp
     assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_stops_it_quietly(photo_folder, tiny_checkpoints):
     for i in range(40):  # enough rows that the reader is gone before the last is written
         shutil.copy(photo_folder / "first.jpg", photo_folder / f"copy{i}.jpg")

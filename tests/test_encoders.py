@@ -12,7 +12,8 @@ from imgsum.models.encoders import create_encoder, list_encoders
 from conftest import SAMPLES
 
 
-@pytest.mark.parametrize("name", list_encoders())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "resnet50" else n
+                                  for n in list_encoders()])
 def test_encoder_shapes_with_random_weights(name):
     encoder = create_encoder(name, pretrained=False)
     assert not any(p.requires_grad for p in encoder.parameters())  # frozen by default

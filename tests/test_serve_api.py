@@ -463,6 +463,7 @@ def test_the_command_line_imports_no_web_stack_until_serve_runs():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_imgsum_serve_starts_answers_and_stops(tiny_checkpoints, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,6 +18,7 @@ from conftest import TRAIN_CAPTIONS as CAPTIONS
 from conftest import fill_disk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", ["gpt", "lstm"])
 def test_training_writes_a_complete_run_folder(tmp_path, decoder):
     out = tmp_path / "run"
@@ -33,6 +34,7 @@ def test_training_writes_a_complete_run_folder(tmp_path, decoder):
     assert json.loads((out / "config.json").read_text())["decoder"] == decoder
 
 
+@pytest.mark.slow
 def test_features_are_cached_and_reused(tmp_path):
     args = ["train", str(CAPTIONS), "--epochs", "1", "--cache-dir", str(tmp_path / "cache"), *TINY]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
@@ -42,6 +44,7 @@ def test_features_are_cached_and_reused(tmp_path):
     assert (cache / "grid.npy").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_where_it_stopped(tmp_path):
     out, epochs = tmp_path / "run", 25
     cmd = [sys.executable, "-m", "imgsum.cli", "train", str(CAPTIONS), "--out", str(out), "--epochs", str(epochs),
@@ -71,6 +74,7 @@ def test_bad_caption_file_is_a_clear_error(tmp_path, caplog):
     assert "captions.json" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_training_clearly_and_loses_nothing(tmp_path, small_disk):
     out = small_disk / "run"
 
