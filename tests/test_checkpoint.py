@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from safetensors import safe_open
 
-from imgsum.checkpoint import load_checkpoint
-from imgsum.model_info import FORMAT_VERSION, read_checkpoint_info
-from imgsum.models.captioner import CaptionModel
-from imgsum.models.decoders import create_decoder
+torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
 
-from conftest import make_checkpoint
+from safetensors import safe_open  # noqa: E402
+
+from imgsum.checkpoint import load_checkpoint  # noqa: E402
+from imgsum.model_info import FORMAT_VERSION, read_checkpoint_info  # noqa: E402
+from imgsum.models.captioner import CaptionModel  # noqa: E402
+from imgsum.models.decoders import create_decoder  # noqa: E402
+
+from conftest import make_checkpoint  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", ["gpt", "lstm"])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from imgsum.decoding import beam_search, greedy
-from imgsum.model_info import DecoderConfig
-from imgsum.models.decoders import TorchStepper, create_decoder, list_decoders
+torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+
+
+from imgsum.decoding import beam_search, greedy  # noqa: E402
+from imgsum.model_info import DecoderConfig  # noqa: E402
+from imgsum.models.decoders import TorchStepper, create_decoder, list_decoders  # noqa: E402
 
 EOS = 2
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from imgsum.models.encoders import create_encoder, list_encoders
+torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
 
-from conftest import SAMPLES
+
+from imgsum.models.encoders import create_encoder, list_encoders  # noqa: E402
+
+from conftest import SAMPLES  # noqa: E402
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "resnet50" else n

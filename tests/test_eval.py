@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -20,6 +21,8 @@ from imgsum.eval.report import pick_rows
 
 F8 = ROOT / "tests" / "fixtures" / "captions" / "flickr8k"
 
+needs_coco = pytest.mark.skipif(importlib.util.find_spec("pycocoevalcap") is None,
+                                reason="the eval extra (pycocoevalcap) is not installed")
 needs_java = pytest.mark.skipif(shutil.which("java") is None,
                                 reason="Java absent: the PTB tokenizer and METEOR need it")
 
@@ -33,6 +36,7 @@ REFS = {
 # --- metrics ----------------------------------------------------------------------------------
 
 
+@needs_coco
 def test_identical_captions_score_one_without_java() -> None:
     hyps = {k: v[0] for k, v in REFS.items()}
     scores = score_captions({k: [v[0]] for k, v in REFS.items()}, hyps, ptb=False, meteor=False)
@@ -41,12 +45,14 @@ def test_identical_captions_score_one_without_java() -> None:
     assert scores["CIDEr"] == pytest.approx(10.0, rel=1e-3)  # CIDEr-D's scale: 10 x cosine similarity
 
 
+@needs_coco
 def test_bleu1_by_hand() -> None:
     # Clipped unigram precision 2/4 ("a" and "dog" count once each); hypothesis longer than reference: no penalty.
     scores = score_captions({"x": ["a dog runs"]}, {"x": "a dog a dog"}, ptb=False, meteor=False)
     assert scores["BLEU-1"] == pytest.approx(0.5, abs=1e-6)
 
 
+@needs_coco
 def test_unrelated_caption_scores_zero_and_per_image_rows() -> None:
     scores = score_captions(REFS, {"a": "zebra", "b": "zebra", "c": "zebra"}, ptb=False, meteor=False,
                             per_image=True)
@@ -55,17 +61,20 @@ def test_unrelated_caption_scores_zero_and_per_image_rows() -> None:
     assert all(row["CIDEr"] == 0.0 for row in scores["per_image"].values())
 
 
+@needs_coco
 def test_scorer_refuses_missing_captions() -> None:
     with CaptionScorer(meteor=False) as scorer, pytest.raises(ValueError, match="no caption"):
         scorer.score({"a": ["x y"]}, {})
 
 
+@needs_coco
 @needs_java
 def test_ptb_tokenizer_lowercases_and_drops_punctuation_keeping_empty_captions() -> None:
     tokens = tokenize_captions({"a": ["A Dog, running.", ""], "b": [""]})
     assert tokens == {"a": ["a dog running", ""], "b": [""]}
 
 
+@needs_coco
 @needs_java
 @pytest.mark.slow
 def test_meteor_of_identical_caption_is_one() -> None:
@@ -103,6 +112,7 @@ def test_agreement_folds_score_each_reference_and_the_model_against_the_same_oth
     assert result["model"] == {"CIDEr": (2 + 4 + 6) / 3}
 
 
+@needs_coco
 def test_agreement_with_real_scores_a_model_that_copies_reference_0() -> None:
     refs = {k: [" ".join(v.split()) for v in vs] for k, vs in REFS.items()}
     with CaptionScorer(meteor=False) as scorer:
@@ -196,6 +206,7 @@ def test_eval_cli_coco_protocol(tmp_path: Path, tiny_checkpoints) -> None:
 # --- on the real data -------------------------------------------------------------------------
 
 
+@needs_coco
 @needs_java
 @needs_data
 @pytest.mark.data

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from imgsum.images import ImageError, find_images, open_image
 
@@ -80,3 +80,27 @@ def test_find_images_expands_folders_and_globs(tmp_path):
         Image.new("RGB", (4, 4)).save(tmp_path / name, "PNG") if not name.endswith("txt") else (tmp_path / name).write_text("x")
     found = find_images([str(tmp_path / "a"), str(tmp_path / "*.jpeg"), str(tmp_path / "missing.jpg")])
     assert [p.replace(str(tmp_path), "") for p in found] == ["/a/b/two.PNG", "/a/one.jpg", "/three.jpeg", "/missing.jpg"]
+
+
+def _jpeg(size: tuple[int, int], orientation: int | None = None) -> bytes:
+    w, h = size
+    pixels = np.zeros((h, w, 3), np.uint8)
+    pixels[:, : w // 2] = (255, 0, 0)  # left half red, right half blue: shows any rotation
+    pixels[:, w // 2 :] = (0, 0, 255)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", [None, 3, 6, 8])
+def test_draft_decoding_keeps_exif_orientation_and_pixels(orientation):
+    data = _jpeg((1600, 800), orientation)
+    full = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    fast = open_image(data, draft_size=224)
+    assert max(fast.size) < max(full.size) and min(fast.size) >= 224  # decoded small: 1/2, 1/4 or 1/8 scale
+    assert (fast.size[0] > fast.size[1]) == (full.size[0] > full.size[1])  # upright as the full decode
+    reference = np.asarray(full.resize(fast.size, Image.BILINEAR), np.float32)
+    assert np.abs(np.asarray(fast, np.float32) - reference).mean() < 4

@@ -10,12 +10,14 @@ import time
 
 import pytest
 
-from imgsum.cli import main
-from imgsum.models.captioner import CaptionModel
+torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
 
-from conftest import TINY_TRAINING as TINY
-from conftest import TRAIN_CAPTIONS as CAPTIONS
-from conftest import fill_disk
+from imgsum.cli import main  # noqa: E402
+from imgsum.models.captioner import CaptionModel  # noqa: E402
+
+from conftest import TINY_TRAINING as TINY  # noqa: E402
+from conftest import TRAIN_CAPTIONS as CAPTIONS  # noqa: E402
+from conftest import fill_disk  # noqa: E402
 
 
 @pytest.mark.slow
