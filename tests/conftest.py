@@ -23,7 +23,7 @@ DATA = FLICKR8K
 needs_data = pytest.mark.skipif(not flickr8k_present(), reason=f"Flickr8k data absent ({DATA}; set $IMGSUM_DATA)")
 
 #: Fixtures that take long to make: a test that uses one is marked ``slow``, so ``pytest -m "not slow"`` leaves it out.
-SLOW_FIXTURES = {"bundles"}  # test_onnx.py: the tiny models and the encoder exported to ONNX, ~20 s on 2 cores
+SLOW_FIXTURES = {"bundles", "browser"}  # the tiny models exported to ONNX (~20 s); Chromium (~10 s)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

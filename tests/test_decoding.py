@@ -58,6 +58,7 @@ def test_beam_width_one_equals_greedy(kind, seed):
     assert beam_search(stepper, grid, pooled, EOS, 1, 12, 0.0) == greedy(stepper, grid, pooled, EOS, 12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list_decoders())
 def test_beam_search_is_batch_independent_and_never_worse_than_greedy(kind):
     decoder = _decoder(kind)

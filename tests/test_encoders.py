@@ -30,6 +30,7 @@ def test_resnet50_without_weights_stops_with_a_clear_message(tmp_path, monkeypat
         create_encoder("resnet50")
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_imagenet_weights_recognise_the_coffee_photo():
     encoder = create_encoder("efficientnet_lite0")
     image = Image.open(SAMPLES / "coffee.jpg").convert("RGB")
