@@ -33,3 +33,12 @@ FLICKR30K_CAPTIONS = DATA / "flickr30k_captions" / "captions.txt"
 def flickr8k_present() -> bool:
     """Whether the Flickr8k images are there (tests that need them skip when not)."""
     return (FLICKR8K / "images").is_dir()
+
+
+#: 500 photos, one per ImageNet class, named by their synset (``n02123045_tabby.jpg``): ``imgsum eval --subjects``.
+IMAGENET_DEV = DATA / "imagenet_dev"
+
+
+def imagenet_dev_present() -> bool:
+    """Whether the ``imagenet_dev`` photos are there (tests that need them skip when not)."""
+    return IMAGENET_DEV.is_dir()

@@ -39,24 +39,38 @@ TINY_TRAINING = ["--min-count", "1", "--dim", "16", "--hidden", "16", "--attenti
                  "--heads", "2", "--batch-images", "2", "--warmup-steps", "1"]
 
 
-def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0) -> Path:
-    """A checkpoint with random decoder weights: real files, real loading, meaningless captions (needs torch)."""
+def tiny_decoder(kind: str = "gpt", seed: int = 0):
+    """A tiny decoder with random weights in the current model format, and its :class:`ModelInfo`: slot tokens
+    first in the vocabulary, the concept head filled from the shipped concept table and EfficientNet-Lite0's
+    ImageNet classifier (so its concepts are real), the rest meaningless (needs torch)."""
     torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
-    from imgsum.checkpoint import save_checkpoint
+    from imgsum.concepts import ConceptTable, slot_tokens
     from imgsum.model_info import DecoderConfig, ModelInfo
+    from imgsum.models.concept_layers import concept_sizes
     from imgsum.models.decoders import create_decoder
     from imgsum.models.encoders import create_encoder
     from imgsum.text import Vocabulary
 
     torch.manual_seed(seed)
-    vocab = Vocabulary(TINY_WORDS)
+    table = ConceptTable.load()
+    slots = DecoderConfig().slots
+    vocab = Vocabulary([*slot_tokens(slots), *TINY_WORDS])
     cfg = DecoderConfig(kind=kind, vocab_size=len(vocab), dim=32, hidden=32, attention_dim=16, layers=1, heads=2,
-                        max_len=12)
+                        max_len=12, slots=slots, **concept_sizes(table))
     decoder = create_decoder(cfg)
     encoder = create_encoder("efficientnet_lite0")
+    decoder.concepts.head.load(table, encoder.classifier)
     info = ModelInfo(encoder=encoder.name, preprocess=encoder.preprocess, decoder=cfg, vocab=vocab.to_list(),
-                     decoding={"beam": 2, "max_len": 10, "length_penalty": 0.0},
+                     concepts=table.pairs(), decoding={"beam": 2, "max_len": 10, "length_penalty": 0.0},
                      metrics={"dev": {"dev_CIDEr": 0.0}})
+    return decoder, info
+
+
+def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0) -> Path:
+    """A checkpoint of :func:`tiny_decoder`: real files, real loading, real concepts, meaningless captions."""
+    from imgsum.checkpoint import save_checkpoint
+
+    decoder, info = tiny_decoder(kind, seed)
     save_checkpoint(path, decoder.state_dict(), info)
     return path
 

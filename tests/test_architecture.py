@@ -17,16 +17,18 @@ PACKAGE = SRC / "imgsum"
 #: Layers, lowest first: a module may import from its own layer and the ones below, never from one above.
 #: A name stands for the module and everything under it.
 LAYERS: list[set[str]] = [
-    {"imgsum.files", "imgsum.text", "imgsum.images", "imgsum.decoding", "imgsum.model_info", "imgsum.pretrained",
-     "imgsum.data"},  # ground floor: numpy and Pillow at most
-    {"imgsum.runtime", "imgsum.models", "imgsum.checkpoint"},  # the two backends: ONNX Runtime; torch
+    {"imgsum.files", "imgsum.text", "imgsum.concepts", "imgsum.images", "imgsum.decoding", "imgsum.model_info",
+     "imgsum.pretrained", "imgsum.data"},  # ground floor: numpy and Pillow at most
+    {"imgsum.runtime", "imgsum.models", "imgsum.models.concept_layers",
+     "imgsum.checkpoint"},  # the two backends: ONNX Runtime; torch
     {"imgsum.api", "imgsum.export"},  # captioning on either backend; exporting from one to the other
-    {"imgsum.eval", "imgsum.train", "imgsum.serve"},  # tools built on the API and the models
+    {"imgsum.eval", "imgsum.eval.subjects", "imgsum.train", "imgsum.train.examples", "imgsum.train.text_only",
+     "imgsum.train.scst", "imgsum.train.reward", "imgsum.serve"},  # tools built on the API and the models
     {"imgsum.cli", "imgsum"},  # entry points: the command line, the package's lazy attributes
 ]
 #: Captioning with ONNX Runtime: what ``pip install imgsum`` must run without torch, the web stack or the tools.
-CORE = {"imgsum.files", "imgsum.text", "imgsum.images", "imgsum.decoding", "imgsum.model_info", "imgsum.pretrained",
-        "imgsum.runtime", "imgsum.api"}
+CORE = {"imgsum.files", "imgsum.text", "imgsum.concepts", "imgsum.images", "imgsum.decoding", "imgsum.model_info",
+        "imgsum.pretrained", "imgsum.runtime", "imgsum.api"}
 #: Third-party packages the core never imports when it is loaded.
 NOT_IN_CORE = {"torch", "torchvision", "safetensors", "onnx", "fastapi", "starlette", "uvicorn", "httpx", "pydantic",
                "matplotlib", "pycocoevalcap"}

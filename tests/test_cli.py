@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,9 +35,13 @@ def test_jsonl_rows_for_every_image_and_an_error_row_for_the_bad_one(photo_folde
     assert code == 1  # one image failed
     by_name = {r["image"].rsplit("/", 1)[-1]: r for r in rows}
     assert set(by_name) == {"first.jpg", "second.jpg", "broken.jpg"}
-    assert "error" in by_name["broken.jpg"] and "caption" not in by_name["broken.jpg"]
+    assert set(by_name["broken.jpg"]) == {"image", "error"}
     for name in ("first.jpg", "second.jpg"):
-        assert isinstance(by_name[name]["caption"], str) and "error" not in by_name[name]
+        assert set(by_name[name]) == {"image", "caption", "concepts"} and isinstance(by_name[name]["caption"], str)
+        concepts = by_name[name]["concepts"]
+        assert 1 <= len(concepts) <= 5 and all(set(c) == {"word", "p"} and 0 < c["p"] <= 1 for c in concepts)
+        assert [c["p"] for c in concepts] == sorted((c["p"] for c in concepts), reverse=True)
+    assert by_name["second.jpg"]["concepts"][0]["word"] == "cat"  # chelsea.jpg: the encoder's classifier sees a cat
 
 
 def test_all_good_images_exit_zero_and_csv_has_a_header(photo_folder, tiny_checkpoints, capsys):
@@ -47,6 +52,8 @@ def test_all_good_images_exit_zero_and_csv_has_a_header(photo_folder, tiny_check
     assert code == 0
     assert [r["image"].rsplit("/", 1)[-1] for r in rows] == ["first.jpg", "second.jpg"]
     assert all(r["error"] == "" for r in rows)
+    assert all(re.fullmatch(r"[a-z' -]+ [01]\.\d\d(; [a-z' -]+ [01]\.\d\d)*", r["concepts"]) for r in rows)
+    assert rows[1]["concepts"].startswith("cat 0.")
 
 
 def test_missing_file_and_unknown_model_are_reported(tmp_path, tiny_checkpoints, capsys, caplog):

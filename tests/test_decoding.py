@@ -17,7 +17,8 @@ EOS = 2
 def _decoder(kind: str, seed: int = 0):
     torch.manual_seed(seed)
     cfg = DecoderConfig(kind=kind, vocab_size=40, feature_dim=24, dim=32, hidden=48, attention_dim=16, layers=2,
-                        heads=4, max_len=16, dropout=0.1)
+                        heads=4, max_len=16, dropout=0.1,
+                        concepts=12, nodes=6, depth=3, classes=10)  # a tiny concept head (zero classifier)
     return create_decoder(cfg).eval()
 
 

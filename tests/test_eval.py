@@ -15,9 +15,10 @@ from conftest import DATA, ROOT, needs_data
 from imgsum.cli import main
 from imgsum.eval import metrics
 from imgsum.eval.agreement import agreement_sets, human_agreement
-from imgsum.eval.evaluate import caption_stats, model_label
+from imgsum.eval.evaluate import EvalSettings, caption_stats, command_line, default_out, model_label
 from imgsum.eval.metrics import CaptionScorer, score_captions, tokenize_captions
 from imgsum.eval.report import pick_rows
+from imgsum.eval.subjects import is_degenerate
 
 F8 = ROOT / "tests" / "fixtures" / "captions" / "flickr8k"
 
@@ -140,6 +141,15 @@ def test_caption_stats_counts_distinct_and_copied_captions() -> None:
     assert stats["distinct_words"] == 6
     assert stats["length"]["min"] == 3 and stats["length"]["max"] == 4
     assert stats["most_frequent"][0] == {"caption": "a dog runs", "count": 2}
+    assert stats["degenerate"] == 0 and stats["degenerate_examples"] == []
+
+
+def test_caption_stats_count_degenerate_captions() -> None:
+    hyps = {"a": "a black dog and a black dog and a black dog", "b": "a dog runs",
+            "c": "a man wearing a sunglasses and sunglasses and sunglasses"}
+    stats = caption_stats(hyps, REFS, [])
+    assert stats["degenerate"] == 2 and stats["degenerate_share"] == pytest.approx(2 / 3)
+    assert stats["degenerate_examples"] == [{"image": "a", "caption": hyps["a"]}, {"image": "c", "caption": hyps["c"]}]
 
 
 def test_pick_rows_best_and_worst_by_cider() -> None:
@@ -157,6 +167,13 @@ def test_model_label() -> None:
     assert model_label("export/gpt.json") == "gpt" and model_label("export/gpt-onnx/") == "gpt-onnx"
 
 
+def test_command_line_and_output_folder_of_a_subject_evaluation() -> None:
+    settings = EvalSettings(model="lstm", subjects="../shared/data/imagenet_dev", decoding={"beam": 5}, ptb=False)
+    assert command_line(settings) == "imgsum eval --model lstm --subjects ../shared/data/imagenet_dev --beam 5"
+    assert default_out(settings) == Path("runs/eval/lstm-imagenet_dev")
+    assert default_out(EvalSettings(model="lstm", split="dev")) == Path("runs/eval/lstm-dev")
+
+
 # --- imgsum eval, end to end ------------------------------------------------------------------
 
 
@@ -168,10 +185,11 @@ def _eval(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[int, Path]:
 
 
 @pytest.mark.parametrize("kind", ["gpt", "lstm"])
-def test_eval_cli_end_to_end_without_java(tmp_path: Path, tiny_checkpoints, kind: str) -> None:
+def test_eval_cli_end_to_end_without_java(tmp_path: Path, tiny_checkpoints, kind: str, capsys) -> None:
     code, out = _eval(tmp_path, tiny_checkpoints[kind], "--no-ptb", "--no-meteor", "--beam", "1")
     assert code == 0
     result = json.loads((out / "metrics.json").read_text())
+    assert result["kind"] == "coco"
     assert set(result["metrics"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"}
     s = result["settings"]
     assert (s["split"], s["images"], s["beam"], s["max_len"], s["decoder"]) == ("train", 4, 1, 10, kind)
@@ -182,9 +200,17 @@ def test_eval_cli_end_to_end_without_java(tmp_path: Path, tiny_checkpoints, kind
     assert agreement["references"] == 1 and agreement["images"] == 2
     assert set(agreement["human"]) == set(result["metrics"])
     rows = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 and all({"image", "caption", "references", "CIDEr"} <= set(r) for r in rows)
+    assert len(rows) == 4 and all({"image", "caption", "concepts", "degenerate", "references", "CIDEr"} <= set(r)
+                                  for r in rows)
+    degenerate = sum(is_degenerate(r["caption"]) for r in rows)
+    assert [r["degenerate"] for r in rows] == [is_degenerate(r["caption"]) for r in rows]
+    assert result["stats"]["degenerate"] == degenerate
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["degenerate_captions"] == degenerate and printed["metrics"] == result["metrics"]
     html = (out / "report.html").read_text()
     assert html.count("data:image/jpeg;base64,") >= 4 and "Worst" in html and "SPICE" in html
+    assert f"Degenerate captions (a word other than a, the, and, in, on, of, with, or a two- or three-word " \
+           f"sequence, three times): <b>{degenerate}</b>" in html
     assert result["command"].startswith("imgsum eval --model")
 
 

@@ -68,7 +68,8 @@ def test_export_writes_a_bundle_that_describes_itself(bundles, tiny_checkpoints)
         assert bundle.info.decoding == DecodingOptions(beam=2, max_len=10, length_penalty=0.0)
         assert bundle.source["checkpoint"] == tiny_checkpoints[kind].name
     assert read_bundle(bundles["gpt"]).carried[0] == "position"
-    assert read_bundle(bundles["lstm"]).memory == ["values", "keys"]
+    assert read_bundle(bundles["lstm"]).memory == ["values", "keys", "bias", "slots", "empty", "concept_ids",
+                                                   "concept_p"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -107,6 +108,22 @@ def test_captions_equal_between_backends(kind, bundles, tiny_checkpoints, photos
         assert got[0] == on_onnx.caption(photos[0], beam=beam)
 
 
+def _shown(concepts) -> list[tuple[str, float]]:
+    """Concepts as the product shows them, (word, p rounded), in an order that does not depend on how a runtime
+    breaks ties (words made of the same classes, coffee and espresso, have the same probability)."""
+    return sorted(((c.word, c.to_dict()["p"]) for c in concepts), key=lambda wp: (-round(wp[1], 3), wp[0]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_concepts_equal_between_backends(kind, bundles, tiny_checkpoints, photos):
+    on_onnx, on_torch = Captioner.load(bundles[kind]), Captioner.load(tiny_checkpoints[kind])
+    described = [on_onnx.describe(p) for p in photos]
+    assert all(d.concepts for d in described)
+    assert [_shown(d.concepts) for d in described] == [_shown(on_torch.describe(p).concepts) for p in photos]
+    batch = on_onnx.caption_batch(photos, batch_size=2)
+    assert [_shown(r.concepts) for r in batch] == [_shown(d.concepts) for d in described]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_beam_width_one_equals_greedy_on_onnx(kind, bundles):
     model = OnnxCaptionModel.load(bundles[kind])
@@ -126,6 +143,7 @@ def test_caption_batch_gives_error_rows_and_captions_the_rest(bundles, photos, t
     captioner = Captioner.load(bundles["gpt"])
     results = captioner.caption_batch([photos[0], bad, tmp_path / "missing.jpg", photos[-1]], batch_size=3)
     assert [r.ok for r in results] == [True, False, False, True]
+    assert [bool(r.concepts) for r in results] == [True, False, False, True]
     assert "not a readable image" in results[1].error and "no such file" in results[2].error
 
 

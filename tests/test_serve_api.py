@@ -102,6 +102,18 @@ def test_health_models_config_and_docs(client, server):
     assert {"/api/caption", "/api/models", "/api/save", "/api/sample", "/healthz"} <= set(paths)
 
 
+def test_the_openapi_schema_documents_the_concepts(client):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    answer = schemas["CaptionResponse"]
+    assert "concepts" in answer["required"]
+    concepts = answer["properties"]["concepts"]
+    assert concepts["type"] == "array" and concepts["items"] == {"$ref": "#/components/schemas/ConceptModel"}
+    assert concepts["description"]
+    concept = schemas["ConceptModel"]
+    assert set(concept["properties"]) == {"word", "p"} and set(concept["required"]) == {"word", "p"}
+    assert (concept["properties"]["p"]["minimum"], concept["properties"]["p"]["maximum"]) == (0, 1)
+
+
 @pytest.mark.parametrize("docs, kinds", [("/docs", {"script", "style"}), ("/redoc", {"script"})])
 def test_docs_pages_load_their_scripts_and_styles_from_this_server(client, server, docs, kinds):
     """Swagger UI and ReDoc come from the server itself, not a CDN, so the docs work offline."""
@@ -143,8 +155,11 @@ def test_caption_one_image_matches_the_python_api(client, sample_photos, tiny_ch
                     data={"model": "lstm", "beam": "1"})
     assert r.status_code == 200, r.text
     body = r.json()
-    expected = Captioner.load(tiny_checkpoints["lstm"]).caption(photo, beam=1)
-    assert body["caption"] == expected
+    assert set(body) == {"image", "caption", "concepts", "model", "beam", "width", "height", "format", "timing"}
+    expected = Captioner.load(tiny_checkpoints["lstm"]).describe(photo, beam=1)
+    assert body["caption"] == expected.text
+    assert body["concepts"] == [c.to_dict() for c in expected.concepts]
+    assert body["concepts"][0]["word"] == "cat"  # chelsea.jpg: the encoder's classifier sees a cat
     assert (body["model"], body["beam"], body["image"], body["format"]) == ("lstm", 1, photo.name, "JPEG")
     with Image.open(photo) as im:
         assert (body["width"], body["height"]) == im.size
@@ -159,7 +174,9 @@ def test_caption_several_images_answers_a_list_in_order(client, sample_photos, t
     rows = r.json()
     assert [row["image"] for row in rows] == [p.name for p in sample_photos]
     captioner = Captioner.load(tiny_checkpoints["gpt"])
-    assert [row["caption"] for row in rows] == [captioner.caption(p) for p in sample_photos]
+    expected = [captioner.describe(p) for p in sample_photos]
+    assert [row["caption"] for row in rows] == [e.text for e in expected]
+    assert [row["concepts"] for row in rows] == [[c.to_dict() for c in e.concepts] for e in expected]
     assert all(row["model"] == "gpt" and row["beam"] == 2 for row in rows)
 
 

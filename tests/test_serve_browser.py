@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -91,6 +92,17 @@ def wait_for_caption(page) -> str:
     return page.locator("#caption").inner_text()
 
 
+def concept_tags(page) -> list[tuple[str, str]]:
+    """The concept tags under the caption, as shown: (word, percentage)."""
+    tags = page.locator("#concepts li")
+    return [(t.locator(".concept-word").inner_text(), t.locator(".concept-p").inner_text()) for t in tags.all()]
+
+
+def percent(p: float) -> str:
+    """The page's percentage for probability ``p`` as the API sends it (JavaScript's Math.round)."""
+    return "<1%" if p < 0.005 else f"{math.floor(p * 100 + 0.5)}%"
+
+
 def test_upload_generate_save_and_find_the_caption_in_the_saved_image(page, server, tiny_checkpoints):
     from imgsum.api import Captioner
 
@@ -105,7 +117,10 @@ def test_upload_generate_save_and_find_the_caption_in_the_saved_image(page, serv
     page.fill("#beam", "1")
     page.click("#generate")
     caption = wait_for_caption(page)
-    assert caption == Captioner.load(tiny_checkpoints["lstm"]).caption(photo, beam=1)
+    expected = Captioner.load(tiny_checkpoints["lstm"]).describe(photo, beam=1)
+    assert caption == expected.text
+    assert concept_tags(page) == [(c.word, percent(c.to_dict()["p"])) for c in expected.concepts]
+    assert concept_tags(page)[0][0] == "cat"  # chelsea.jpg: the encoder's classifier sees a cat
     assert "lstm, beam 1" in page.locator("#timing").inner_text() and " s " in page.locator("#timing").inner_text()
     assert page.evaluate("window.__atCaption") == [[True] * 6], "controls must be disabled while generating"
     assert page.locator("#generate").is_enabled()
@@ -123,6 +138,18 @@ def test_upload_generate_save_and_find_the_caption_in_the_saved_image(page, serv
     record = json.loads((folder / "chelsea.json").read_text())
     assert (record["model"], record["settings"]["beam"], record["source"]) == ("lstm", 1, "upload")
     assert record["seconds"] > 0
+
+
+def test_concept_tags_are_cleared_when_a_new_image_is_chosen(page):
+    page.set_input_files("#file", str(SAMPLES / "coffee.jpg"))
+    page.locator("#preview").wait_for(state="visible")
+    page.click("#generate")
+    wait_for_caption(page)
+    assert page.locator("#concepts").is_visible() and concept_tags(page)
+    page.set_input_files("#file", str(SAMPLES / "rocket.jpg"))
+    page.wait_for_function("() => document.getElementById('preview').alt.endsWith('rocket.jpg')")
+    assert page.locator("#concepts li").count() == 0 and page.locator("#concepts").is_hidden()
+    assert page.locator("#caption").inner_text() == ""
 
 
 def test_load_sample_image_works_offline(page):

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .concepts import Concept
+from .decoding import Caption
 from .images import ImageError, ImageInput
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ class CaptionResult:
     image: str
     caption: str | None = None
     error: str | None = None
+    concepts: list[Concept] = field(default_factory=list)  # what the model saw, most probable first
 
     @property
     def ok(self) -> bool:
@@ -99,9 +102,14 @@ class Captioner:
 
     def caption(self, image: ImageInput, **overrides) -> str:
         """One image (path, bytes, PIL image or array) -> its caption. Raises ImageError if unreadable.
+        :meth:`describe` gives the concepts too.
 
         ``overrides`` change the model's own :class:`~imgsum.decoding.DecodingOptions` (``beam=5``; None keeps
         the model's)."""
+        return self.describe(image, **overrides).text
+
+    def describe(self, image: ImageInput, **overrides) -> Caption:
+        """One image -> its caption and the visual concepts the model saw in it (``.text``, ``.concepts``)."""
         return self.model.generate(self.preprocess.load(image)[None], **overrides)[0]
 
     def caption_batch(self, images: Iterable[ImageInput], batch_size: int = 16, workers: int = 2,
@@ -122,7 +130,8 @@ class Captioner:
                 captions = iter(self.model.describe(grid, pooled, **overrides))
                 for r, _ in batch:
                     if r.error is None:
-                        r.caption = next(captions)
+                        made = next(captions)
+                        r.caption, r.concepts = made.text, made.concepts
             for r, _ in batch:
                 results.append(r)
                 if on_result:

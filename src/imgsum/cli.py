@@ -8,7 +8,10 @@ import json
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from .api import CaptionResult
 
 logger = logging.getLogger("imgsum")
 
@@ -87,20 +90,30 @@ def _writer(fmt: str) -> Callable:
     return lambda r: guarded(write, r)
 
 
-def _rows(fmt: str, out) -> Callable:
+def _concepts_cell(r: CaptionResult) -> str:
+    """The concepts as one flat CSV cell: ``cat 0.81; tabby cat 0.42``."""
+    return "; ".join(f"{c.word} {c.p:.2f}" for c in r.concepts)
+
+
+def _jsonl_row(r: CaptionResult) -> dict:
+    if not r.ok:
+        return {"image": r.image, "error": r.error}
+    return {"image": r.image, "caption": r.caption, "concepts": [c.to_dict() for c in r.concepts]}
+
+
+def _rows(fmt: str, out) -> Callable[[CaptionResult], None]:
     if fmt == "csv":
         w = csv.writer(out)
-        w.writerow(["image", "caption", "error"])
+        w.writerow(["image", "caption", "error", "concepts"])
         out.flush()
-        return lambda r: (w.writerow([r.image, r.caption or "", r.error or ""]), out.flush())
+        return lambda r: (w.writerow([r.image, r.caption or "", r.error or "", _concepts_cell(r)]), out.flush())
     if fmt == "jsonl":
-        def jsonl(r):
-            row = {"image": r.image, "caption": r.caption} if r.ok else {"image": r.image, "error": r.error}
-            out.write(json.dumps(row) + "\n")
+        def jsonl(r: CaptionResult) -> None:
+            out.write(json.dumps(_jsonl_row(r)) + "\n")
             out.flush()
         return jsonl
 
-    def text(r):
+    def text(r: CaptionResult) -> None:
         out.write(f"{r.image}\t{r.caption}\n" if r.ok else f"{r.image}\tERROR: {r.error}\n")
         out.flush()
     return text

@@ -25,7 +25,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from .text import Vocabulary
+from .concepts import FIRST_SLOT, Concept, render_slots
+from .text import FREE_WORDS, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class DecodingOptions:
     max_len: int = field(default=20, metadata={"help": "most words per caption"})
     length_penalty: float = field(default=0.0, metadata={
         "help": "beam search ranks captions by log-probability / length ** this (0: plain log-probability)"})
+    mention: float = field(default=0.0, metadata={
+        "help": "a caption goes on until it says the most probable visual concept when the classifier gives "
+                "that concept at least this probability (0: never required)"})
+    block_repeats: bool = field(default=False, metadata={
+        "help": "never say a word a third time (a, the, and, in, on, of, with excepted) nor a three-word "
+                "sequence twice"})
 
     def with_overrides(self, **overrides: Any) -> "DecodingOptions":
         """These options with each override that is not None in place (None keeps the value here)."""
@@ -67,8 +74,19 @@ def option_names() -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """A command-line flag for each option (``--max-len`` for ``max_len``), defaulting to the model's own."""
     for f in fields(DecodingOptions):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None,
+        kind = _yes_no if isinstance(f.default, bool) else type(f.default)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None,
                             help=f"{f.metadata['help']} (default: the model's own)")
+
+
+def _yes_no(text: str) -> bool:
+    """A command-line boolean: yes/no, true/false, on/off or 1/0."""
+    value = text.strip().lower()
+    if value in ("yes", "true", "on", "1"):
+        return True
+    if value in ("no", "false", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,13 +101,18 @@ class Stepper(Protocol):
 
     def reorder(self, state: Any, index: np.ndarray) -> Any: ...
 
+    def concepts(self, state: Any) -> tuple[np.ndarray, np.ndarray]: ...
 
-def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Sequence[int] = ()) -> list[list[int]]:
+
+def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Sequence[int] = (),
+           repeats: "RepeatBlock | None" = None, needs: "Needs | None" = None) -> list[list[int]]:
     """Most likely next word at each step, for a batch of images; token ids without <eos>.
 
-    ``banned`` token ids are never emitted (for example <unk>, <pad>, <bos>).
+    ``banned`` token ids are never emitted (for example <unk>, <pad>, <bos>); ``repeats`` blocks repetitions;
+    ``needs`` says which words a caption must have said before it may end.
     """
     logits, state = stepper.start(grid, pooled)  # (batch, vocab)
+    required = needs(state) if needs else None
     ban = _ban(logits.shape[-1], banned)
     batch = logits.shape[0]
     out = np.full((batch, max_len), eos_id, dtype=np.int64)  # finished rows read as <eos> from then on
@@ -97,6 +120,10 @@ def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Se
     for t in range(max_len):
         if t:
             logits, state = stepper.step(out[alive, t - 1], state)
+        if repeats is not None:
+            logits = logits + repeats.mask(out[alive, :t], logits.shape[-1])
+        if required is not None:
+            logits = logits + _unfinished(out[alive, :t], [required[i] for i in alive], eos_id, logits.shape[-1])
         out[alive, t] = (logits + ban).argmax(-1)
         running = out[alive, t] != eos_id
         if not running.any():
@@ -108,11 +135,14 @@ def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Se
 
 
 def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len: int, length_penalty: float,
-                banned: Sequence[int] = ()) -> list[list[int]]:
+                banned: Sequence[int] = (), repeats: "RepeatBlock | None" = None,
+                needs: "Needs | None" = None) -> list[list[int]]:
     """Keeps the ``beam`` best prefixes per image; the finished caption with the best
     ``log-probability / length ** length_penalty`` wins (0: plain log-probability).
-    ``banned`` token ids are never emitted."""
+    ``banned`` token ids are never emitted; ``repeats`` blocks repetitions; ``needs`` says which words a
+    caption must have said before it may end."""
     logits, state = stepper.start(grid, pooled)
+    required = needs(state) if needs else None
     batch, vocab = logits.shape
     ban = _ban(vocab, banned)
     k = min(beam, vocab - len(set(banned)))
@@ -137,6 +167,11 @@ def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len:
         n = len(alive)
         logits, state = stepper.step(seqs[..., -1].reshape(-1), state)
         logp = (_log_softmax(logits) + ban).reshape(n, k, vocab)
+        if repeats is not None:
+            logp += repeats.mask(seqs.reshape(n * k, -1), vocab).reshape(n, k, vocab)
+        if required is not None:
+            rows = [required[i] for i in alive for _ in range(k)]
+            logp += _unfinished(seqs.reshape(n * k, -1), rows, eos_id, vocab).reshape(n, k, vocab)
         if done.any():
             logp[done] = frozen
         scores, flat = _topk((scores[..., None] + logp).reshape(n, -1), k)  # (images, k)
@@ -147,6 +182,56 @@ def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len:
     for i, image in enumerate(alive):  # cut at max_len
         results[image] = _best(seqs[i], scores[i], eos_id, length_penalty)
     return results
+
+
+class RepeatBlock:
+    """Which next words would make a caption repeat itself: a word said twice already (unless ``free``), the
+    word that would say a two-word sequence a third time, or a three-word sequence a second time."""
+
+    def __init__(self, free: Sequence[int]) -> None:
+        self.free = frozenset(free)
+
+    def banned(self, seq: list[int]) -> list[int]:
+        out = [t for t in set(seq) if t not in self.free and seq.count(t) >= 2]
+        if seq:
+            after = [seq[i + 1] for i in range(len(seq) - 1) if seq[i] == seq[-1]]  # what followed the last word
+            out += [t for t in set(after) if after.count(t) >= 2]
+        if len(seq) >= 2:
+            a, b = seq[-2], seq[-1]
+            out += [seq[i + 2] for i in range(len(seq) - 2) if seq[i] == a and seq[i + 1] == b]
+        return out
+
+    def mask(self, seqs: np.ndarray, vocab: int) -> np.ndarray:
+        """seqs (rows, t) -> (rows, vocab): -inf at each row's blocked words, 0 elsewhere."""
+        mask = np.zeros((len(seqs), vocab), dtype=np.float32)
+        for row, seq in enumerate(seqs.tolist()):
+            blocked = self.banned(seq)
+            if blocked:
+                mask[row, blocked] = -np.inf
+        return mask
+
+
+def _unfinished(seqs: np.ndarray, required: Sequence[frozenset[int]], eos_id: int, vocab: int) -> np.ndarray:
+    """(rows, vocab): -inf at <eos> for each row that has not yet said one of its ``required`` ids."""
+    mask = np.zeros((len(seqs), vocab), dtype=np.float32)
+    for row, (seq, need) in enumerate(zip(seqs.tolist(), required)):
+        if need and need.isdisjoint(seq):
+            mask[row, eos_id] = -np.inf
+    return mask
+
+
+class Needs:
+    """Which words each image's caption must say: the slot tokens of its most probable concept (``<c0>``,
+    ``<c0s>``) when the classifier gives that concept at least ``threshold``."""
+
+    def __init__(self, stepper: Stepper, threshold: float) -> None:
+        self.stepper, self.threshold = stepper, threshold
+
+    def __call__(self, state) -> list[frozenset[int]]:
+        _, p = self.stepper.concepts(state)
+        slots = p.shape[1]
+        say = frozenset({FIRST_SLOT, FIRST_SLOT + slots})
+        return [say if q >= self.threshold else frozenset() for q in p[:, 0]]
 
 
 def _best(seqs: np.ndarray, scores: np.ndarray, eos_id: int, length_penalty: float) -> list[int]:
@@ -185,13 +270,53 @@ def _until_eos(ids: list[int], eos_id: int) -> list[int]:
 
 
 def search(stepper: Stepper, grid, pooled, eos_id: int, options: DecodingOptions,
-           banned: Sequence[int] = ()) -> list[list[int]]:
-    """Token ids of one caption per image: greedy for ``options.beam <= 1``, beam search otherwise."""
+           banned: Sequence[int] = (), free: Sequence[int] = ()) -> list[list[int]]:
+    """Token ids of one caption per image: greedy for ``options.beam <= 1``, beam search otherwise.
+    With ``options.block_repeats``, words other than the ``free`` ids are said at most twice."""
+    repeats = RepeatBlock(free) if options.block_repeats else None
+    needs = Needs(stepper, options.mention) if options.mention > 0 else None
     if options.beam <= 1:
-        return greedy(stepper, grid, pooled, eos_id, options.max_len, banned)
-    return beam_search(stepper, grid, pooled, eos_id, options.beam, options.max_len, options.length_penalty, banned)
+        return greedy(stepper, grid, pooled, eos_id, options.max_len, banned, repeats, needs)
+    return beam_search(stepper, grid, pooled, eos_id, options.beam, options.max_len, options.length_penalty, banned,
+                       repeats, needs)
 
 
-def search_captions(stepper: Stepper, grid, pooled, vocab: Vocabulary, options: DecodingOptions) -> list[str]:
-    """One caption per image, as text: :func:`search`, never emitting <unk> nor the other specials."""
-    return [vocab.decode(row) for row in search(stepper, grid, pooled, vocab.eos_id, options, vocab.never_emitted)]
+@dataclass
+class Caption:
+    """A caption and the visual concepts (most probable first) the model had in mind."""
+
+    text: str
+    concepts: list[Concept] = field(default_factory=list)
+
+
+class _FirstState:
+    """A stepper that keeps the state its ``start`` made (it holds the concepts chosen for each image)."""
+
+    def __init__(self, stepper: Stepper) -> None:
+        self.stepper, self.first = stepper, None
+
+    def start(self, grid, pooled):
+        logits, self.first = self.stepper.start(grid, pooled)
+        return logits, self.first
+
+    def step(self, tokens, state):
+        return self.stepper.step(tokens, state)
+
+    def reorder(self, state, index):
+        return self.stepper.reorder(state, index)
+
+
+def search_captions(stepper: Stepper, grid, pooled, vocab: Vocabulary, options: DecodingOptions,
+                    concepts: Sequence[Sequence[str]]) -> list[Caption]:
+    """One caption per image, with its concepts: :func:`search`, never emitting <unk> nor the other specials;
+    slot tokens become their concept's word. ``concepts``: the model's (word, plural) pairs by concept id."""
+    first = _FirstState(stepper)
+    free = [vocab.stoi[w] for w in FREE_WORDS if w in vocab.stoi]
+    rows = search(first, grid, pooled, vocab.eos_id, options, vocab.never_emitted, free)
+    ids, p = stepper.concepts(first.first)
+    out = []
+    for row, image_ids, image_p in zip(rows, ids.tolist(), p.tolist()):
+        slots = [concepts[i] for i in image_ids]
+        text = render_slots(vocab.words(row), slots)
+        out.append(Caption(text, [Concept(w, q) for (w, _), q, i in zip(slots, image_p, image_ids) if i]))
+    return out

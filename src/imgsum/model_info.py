@@ -16,7 +16,7 @@ from pathlib import Path
 from .decoding import DecodingOptions
 from .images import Preprocess
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: concept slots (the vocabulary's slot tokens, the decoders' concept head)
 META_KEY = "imgsum"
 
 
@@ -35,6 +35,11 @@ class DecoderConfig:
     mlp_ratio: int = 4  # gpt
     max_len: int = 40  # gpt: positions (image token included)
     dropout: float = 0.3
+    slots: int = 5  # concept slots: the most probable concept words an image's caption may say by pointing
+    concepts: int = 0  # concept words (0 pads); ``concept_layers.concept_sizes`` gives these four
+    nodes: int = 0  # WordNet nodes above the concept words (0 pads)
+    depth: int = 0  # most ancestors of a concept word
+    classes: int = 1000  # the encoder's classifier (ImageNet)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -47,6 +52,7 @@ class ModelInfo:
     preprocess: Preprocess
     decoder: DecoderConfig
     vocab: list[str]
+    concepts: list[list[str]] = field(default_factory=list)  # (word, plural) by concept id: what slot tokens say
     decoding: DecodingOptions = field(default_factory=DecodingOptions)  # stored as a dict of its fields
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)

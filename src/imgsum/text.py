@@ -9,6 +9,8 @@ from typing import Iterable
 TOKEN_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
+#: Words a caption may say three times or more; any other word said three times makes it degenerate.
+FREE_WORDS = ("a", "the", "and", "in", "on", "of", "with")
 
 
 def tokenize(text: str) -> list[str]:
@@ -28,11 +30,12 @@ class Vocabulary:
     never_emitted = (pad_id, bos_id, unk_id)
 
     @classmethod
-    def build(cls, captions: Iterable[str], min_count: int = 5) -> "Vocabulary":
-        """Words seen at least ``min_count`` times, most frequent first (ties alphabetical)."""
+    def build(cls, captions: Iterable[str], min_count: int = 5, first: Iterable[str] = ()) -> "Vocabulary":
+        """Words seen at least ``min_count`` times, most frequent first (ties alphabetical), after ``first``
+        (the concept slot tokens, say)."""
         counts = Counter(w for c in captions for w in tokenize(c))
         kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
-        return cls(kept)
+        return cls([*first, *kept])
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -41,15 +44,19 @@ class Vocabulary:
         """Token ids with <bos> first and <eos> last."""
         return [self.bos_id] + [self.stoi.get(w, self.unk_id) for w in tokenize(text)] + [self.eos_id]
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Words up to the first <eos>, specials dropped, joined by spaces."""
+    def words(self, ids: Iterable[int]) -> list[str]:
+        """The tokens up to the first <eos>, specials dropped."""
         words: list[str] = []
         for i in ids:
             if i == self.eos_id:
                 break
             if i >= len(SPECIALS):
                 words.append(self.itos[i])
-        return " ".join(words)
+        return words
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Words up to the first <eos>, specials dropped, joined by spaces."""
+        return " ".join(self.words(ids))
 
     def to_list(self) -> list[str]:
         return list(self.itos)

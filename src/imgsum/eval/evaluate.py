@@ -2,6 +2,7 @@
 
 :func:`evaluate` returns everything as one JSON-ready dict; :func:`write_outputs` writes
 ``metrics.json`` (all but the per-image rows), ``captions.jsonl`` (one row per image) and the report.
+``imgsum eval --subjects FOLDER`` (:mod:`.subject_eval`) shares the captioning and the outputs here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from ..decoding import DecodingOptions
 from ..files import write_text_atomic
@@ -21,10 +22,16 @@ from ..text import tokenize
 from . import DEFAULT_DATA
 from .machine import machine_info, utc_now
 from .metrics import SPICE_NOTE, CaptionScorer, tokenize_captions
+from .subjects import is_degenerate
+
+if TYPE_CHECKING:
+    from ..api import CaptionResult, Captioner
 
 logger = logging.getLogger(__name__)
 
 EVAL_FORMAT = 1
+#: Degenerate captions listed in ``stats`` (all are counted).
+DEGENERATE_EXAMPLES = 20
 
 
 @dataclass
@@ -44,6 +51,7 @@ class EvalSettings:
     meteor: bool = True
     agreement: bool = True
     progress: bool = True
+    subjects: str | None = None  # a folder of ImageNet-named photos: the subject rule, not the coco-caption metrics
 
 
 def model_label(model: str) -> str:
@@ -81,12 +89,30 @@ def load_split(settings: EvalSettings) -> tuple[dict[str, list[str]], list[str],
     return {n: data.captions[n] for n in names}, train, Path(data.image_dir)
 
 
-def caption_files(captioner, paths: Sequence[Path], options: DecodingOptions, batch_size: int = 16, workers: int = 2,
-                  progress: bool = True) -> tuple[list[str | None], dict[str, str]]:
+def load_captioner(settings: EvalSettings) -> tuple["Captioner", DecodingOptions]:
+    """The model of ``settings`` and its decoding options with the settings' overrides."""
+    from ..api import Captioner
+
+    captioner = Captioner.load(settings.model, backend=settings.backend, threads=settings.threads)
+    return captioner, captioner.info.decoding.with_overrides(**settings.decoding)
+
+
+def model_settings(settings: EvalSettings, captioner: "Captioner", options: DecodingOptions) -> dict:
+    """The ``settings`` block's description of the model and its decoding, shared by both kinds of evaluation."""
+    return {
+        "model": settings.model, "label": model_label(settings.model),
+        "backend": captioner.backend, "path": str(captioner.path),
+        "decoder": captioner.info.decoder.kind, "encoder": captioner.info.encoder,
+        **options.to_dict(), "batch_size": settings.batch_size, "limit": settings.limit,
+    }
+
+
+def caption_files(captioner: "Captioner", paths: Sequence[Path], options: DecodingOptions, batch_size: int = 16,
+                  workers: int = 2, progress: bool = True) -> tuple[list["CaptionResult"], dict[str, str]]:
     """Captions for image files, in order (:meth:`Captioner.caption_batch`, with a progress bar, decoding with
     ``options``).
 
-    Returns the captions (None where an image could not be read) and the errors by path.
+    Returns the results (``.caption`` None where an image could not be read) and the errors by path.
     """
     from tqdm import tqdm
 
@@ -96,7 +122,20 @@ def caption_files(captioner, paths: Sequence[Path], options: DecodingOptions, ba
     errors = {r.image: r.error for r in results if not r.ok}
     for image, error in errors.items():
         logger.warning("cannot read %s: %s", image, error)
-    return [r.caption for r in results], errors
+    return results, errors
+
+
+def caption_row(name: str, result: "CaptionResult") -> dict:
+    """The part of a ``captions.jsonl`` row that any evaluation has: image, caption, concepts, degenerate."""
+    return {"image": name, "caption": result.caption, "concepts": [c.to_dict() for c in result.concepts],
+            "degenerate": is_degenerate(result.caption or "")}
+
+
+def degenerate_stats(hyps: Mapping[str, str], top: int = DEGENERATE_EXAMPLES) -> dict:
+    """How many captions repeat themselves (:func:`~.subjects.is_degenerate`), with the first ``top`` of them."""
+    found = [{"image": k, "caption": c} for k, c in hyps.items() if is_degenerate(c)]
+    return {"degenerate": len(found), "degenerate_share": len(found) / max(1, len(hyps)),
+            "degenerate_examples": found[:top]}
 
 
 def _normal(caption: str) -> str:
@@ -135,28 +174,27 @@ def caption_stats(hyps: Mapping[str, str], refs: Mapping[str, Sequence[str]], tr
         "copied_from_training_share": copied / n,
         "training_captions": len(train),
         "most_frequent": [{"caption": c, "count": k} for c, k in counts.most_common(top)],
+        **degenerate_stats(hyps),
     }
 
 
 def evaluate(settings: EvalSettings) -> dict:
     """Captions the split, scores it, measures human agreement; one JSON-ready dict (``rows``: per image)."""
-    from ..api import Captioner
-
     refs, train_captions, image_dir = load_split(settings)
     names = list(refs)
     if settings.ptb or settings.meteor:
         from .metrics import require_java
 
         require_java()  # fail before the minutes of captioning, not after
-    captioner = Captioner.load(settings.model, backend=settings.backend, threads=settings.threads)
-    options = captioner.info.decoding.with_overrides(**settings.decoding)
+    captioner, options = load_captioner(settings)
     logger.info("captioning %d %s images with %s (%s backend, %s)", len(names), settings.split, settings.model,
                 captioner.backend, ", ".join(f"{k} {v}" for k, v in options.to_dict().items()))
     start = time.perf_counter()
-    captions, errors = caption_files(captioner, [image_dir / n for n in names], options, settings.batch_size,
-                                     settings.workers, settings.progress)
+    results, errors = caption_files(captioner, [image_dir / n for n in names], options, settings.batch_size,
+                                    settings.workers, settings.progress)
     caption_seconds = time.perf_counter() - start
-    hyps = {n: c for n, c in zip(names, captions) if c is not None}
+    made = {n: r for n, r in zip(names, results) if r.ok}
+    hyps = {n: r.caption for n, r in made.items()}
     if not hyps:
         raise ValueError(f"none of the {len(names)} images could be read")
     scored_refs = {n: refs[n] for n in hyps}
@@ -180,25 +218,21 @@ def evaluate(settings: EvalSettings) -> dict:
                 agreement = {"skipped": str(err)}
     score_seconds = time.perf_counter() - start
 
-    info = captioner.info
-    rows = [{"image": n, "caption": hyps[n], "references": refs[n], **per_image[n]} for n in hyps]
+    rows = [{**caption_row(n, r), "references": refs[n], **per_image[n]} for n, r in made.items()]
     return {
         "imgsum_eval": EVAL_FORMAT,
+        "kind": "coco",
         "date": utc_now(),
         "machine": machine_info(),
         "settings": {
-            "model": settings.model, "label": model_label(settings.model),
-            "backend": captioner.backend, "path": str(captioner.path),
-            "decoder": info.decoder.kind,
-            "encoder": info.encoder, "data": str(settings.data), "image_dir": str(image_dir), "split": settings.split,
-            "images": len(hyps), **options.to_dict(),
-            "batch_size": settings.batch_size, "limit": settings.limit,
+            **model_settings(settings, captioner, options),
+            "data": str(settings.data), "image_dir": str(image_dir), "split": settings.split, "images": len(hyps),
             "tokenizer": "ptb" if settings.ptb else "imgsum", "meteor": settings.meteor,
         },
         "metrics": scores,
         "spice": SPICE_NOTE,
         "human_agreement": agreement,
-        "stats": caption_stats(hyps, scored_refs, train_captions, len(info.vocab)),
+        "stats": caption_stats(hyps, scored_refs, train_captions, len(captioner.info.vocab)),
         "unreadable": errors,
         "timing": {"caption_seconds": caption_seconds, "images_per_second": len(names) / caption_seconds,
                    "score_seconds": score_seconds},
@@ -209,22 +243,27 @@ def evaluate(settings: EvalSettings) -> dict:
 def command_line(settings: EvalSettings, out: Path | None = None) -> str:
     """The ``imgsum eval`` command that gives these settings' results (decoding as resolved)."""
     parts = ["imgsum eval", f"--model {settings.model}"]
-    if settings.data != DEFAULT_DATA:
+    if settings.subjects:
+        parts.append(f"--subjects {settings.subjects}")
+    elif settings.data != DEFAULT_DATA:
         parts.append(f"--data {settings.data}")
-    if settings.split != "test":
+    if settings.split != "test" and not settings.subjects:
         parts.append(f"--split {settings.split}")
     decoding = [(f"--{k.replace('_', '-')}", v) for k, v in settings.decoding.items()]
     for flag, value in (("--backend", settings.backend), *decoding, ("--limit", settings.limit or None),
                         ("--out", out)):
         if value is not None:
             parts.append(f"{flag} {value}")
-    parts += [flag for flag, on in (("--no-ptb", not settings.ptb), ("--no-meteor", not settings.meteor),
-                                    ("--no-agreement", not settings.agreement)) if on]
+    if not settings.subjects:
+        parts += [flag for flag, on in (("--no-ptb", not settings.ptb), ("--no-meteor", not settings.meteor),
+                                        ("--no-agreement", not settings.agreement)) if on]
     return " ".join(parts)
 
 
 def default_out(settings: EvalSettings) -> Path:
-    return Path("runs") / "eval" / f"{model_label(settings.model)}-{settings.split}"
+    """``runs/eval/<model>-<split>/``; with ``subjects``, ``runs/eval/<model>-<the folder's name>/``."""
+    what = Path(settings.subjects).resolve().name if settings.subjects else settings.split
+    return Path("runs") / "eval" / f"{model_label(settings.model)}-{what}"
 
 
 def write_outputs(result: dict, out: Path, report: bool = True, sample: int = 12, extremes: int = 10) -> dict:

@@ -1,7 +1,9 @@
 """The evaluation report: one self-contained HTML file (thumbnails embedded as small JPEGs) to look at.
 
-It shows the scores beside human agreement, caption statistics, a fixed random sample of images with
-their references and our caption, and the best and the worst images by per-image CIDEr.
+It shows the scores beside human agreement, caption statistics (the degenerate captions among them), a
+fixed random sample of images with their references and our caption, and the best and the worst images
+by per-image CIDEr. For ``imgsum eval --subjects``: the share of captions that name their subject, the
+degenerate captions, and samples of the photos whose caption does and does not name it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ table.m th:first-child,table.m td:first-child{text-align:left}
 .card img{width:176px;height:auto;flex:none;border-radius:4px}
 .ours{font-weight:600;font-size:1.05em;margin:0 0 .3em} .score{color:#666}
 .card ol{margin:.3em 0 0 1.2em;padding:0;color:#444} .note{color:#555;font-size:.9em}
+.concepts{color:#446;margin:.2em 0} .yes{color:#080} .no{color:#b00} .card div{min-width:0;overflow-wrap:anywhere}
 """
 
 
@@ -75,6 +78,17 @@ def _metrics_table(result: dict) -> str:
     return f'<table class="m"><tr><th></th>{head}</tr>{body}</table>{note}'
 
 
+def _degenerate(stats: dict) -> str:
+    """The degenerate captions: how many, and the first few (nothing for results made before they were counted)."""
+    if "degenerate" not in stats:
+        return ""
+    listed = "".join(f"<li>{html.escape(r['caption'])} <span class='note'>({html.escape(r['image'])})</span></li>"
+                     for r in stats["degenerate_examples"])
+    return (f"<p>Degenerate captions (a word other than a, the, and, in, on, of, with, or a two- or three-word "
+            f"sequence, three times): <b>{stats['degenerate']}</b> ({100 * stats['degenerate_share']:.1f}%)</p>"
+            + (f"<ol>{listed}</ol>" if listed else ""))
+
+
 def _stats(stats: dict) -> str:
     n = stats["captions"]
     length = stats["length"]
@@ -91,16 +105,32 @@ def _stats(stats: dict) -> str:
     hist = " ".join(f"{k}:{v}" for k, v in length["histogram"].items())
     items.append(f"Length histogram (words:captions): {html.escape(hist)}")
     frequent = "".join(f"<li>{html.escape(r['caption'])} — {r['count']}×</li>" for r in stats["most_frequent"])
-    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + f"</ul><p>Most frequent captions:</p><ol>{frequent}</ol>"
+    return ("<ul>" + "".join(f"<li>{i}</li>" for i in items) + f"</ul><p>Most frequent captions:</p><ol>{frequent}</ol>"
+            + _degenerate(stats))
+
+
+def _scored_card(row: dict) -> str:
+    """Below a caption of the coco-caption evaluation: its per-image scores and its references."""
+    refs = "".join(f"<li>{html.escape(r)}</li>" for r in row["references"])
+    scores = " · ".join(f"{m} {row[m]:.2f}" for m in ("CIDEr", "BLEU-4", "METEOR") if m in row)
+    return f'<span class="score">{html.escape(row["image"])} · {scores}</span><ol>{refs}</ol>'
+
+
+def _subject_card(row: dict) -> str:
+    """Below a caption of the subject evaluation: whether it names the subject, and the concepts."""
+    named = {True: "<span class='yes'>names its subject</span>", False: "<span class='no'>does not name it</span>",
+             None: "no synset in the name"}[row["named"]]
+    concepts = ", ".join(f"{html.escape(c['word'])} {c['p']:.2f}" for c in row.get("concepts", []))
+    return (f'<span class="score">{html.escape(row["image"])} · {named}</span>'
+            f'<p class="concepts">{concepts or "(no concepts)"}</p>')
 
 
 def _card(row: dict, image_dir: Path) -> str:
     uri = thumbnail_uri(image_dir / row["image"])
     img = f'<img src="{uri}" alt="{html.escape(row["image"])}">' if uri else ""
-    refs = "".join(f"<li>{html.escape(r)}</li>" for r in row["references"])
-    scores = " · ".join(f"{m} {row[m]:.2f}" for m in ("CIDEr", "BLEU-4", "METEOR") if m in row)
+    below = _subject_card(row) if "named" in row else _scored_card(row)
     return (f'<div class="card">{img}<div><p class="ours">{html.escape(row["caption"]) or "<i>(empty)</i>"}</p>'
-            f'<span class="score">{html.escape(row["image"])} · {scores}</span><ol>{refs}</ol></div></div>')
+            f"{below}</div></div>")
 
 
 def _cards(rows: list[dict], image_dir: Path) -> str:
@@ -110,12 +140,59 @@ def _cards(rows: list[dict], image_dir: Path) -> str:
 def pick_rows(rows: list[dict], sample: int = 12, extremes: int = 10, seed: int = 0) -> dict[str, list[dict]]:
     """A fixed random sample, and the best and worst rows by per-image CIDEr (ties broken by image name)."""
     ranked = sorted(rows, key=lambda r: (-r.get("CIDEr", 0.0), r["image"]))
-    chosen = sorted(random.Random(seed).sample(range(len(rows)), min(sample, len(rows))))
     return {
-        "sample": [rows[i] for i in chosen],
+        "sample": _sample(rows, sample, seed),
         "best": ranked[:extremes],
         "worst": ranked[::-1][:extremes],
     }
+
+
+def _head(result: dict, title: str, data: str) -> list[str]:
+    """The page's head, title, settings line (``data``: what was captioned) and machine line."""
+    s = result["settings"]
+    settings = (f"model <b>{html.escape(s['model'])}</b> ({html.escape(s['decoder'])} decoder, "
+                f"{html.escape(s['encoder'])} encoder, {html.escape(s.get('backend', ''))} backend) · "
+                f"{data} · beam {s['beam']}, max_len {s['max_len']}, length penalty {s['length_penalty']}")
+    machine = f"{html.escape(result['date'])} · {html.escape(machine_line(result['machine']))}"
+    timing = result.get("timing", {})
+    speed = (f" · captioned in {timing['caption_seconds']:.1f} s ({timing['images_per_second']:.1f} images/s)"
+             if timing else "")
+    return [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+        f"<p>{settings}</p><p class='note'>{machine}{speed}</p>",
+    ]
+
+
+def _sample(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """A fixed random sample of ``n`` rows, in their order."""
+    return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), min(n, len(rows))))]
+
+
+def render_subjects_report(result: dict, sample: int = 12, extremes: int = 10) -> str:
+    """The report of ``imgsum eval --subjects``: the share named, the degenerate captions, samples of both sides."""
+    s, m = result["settings"], result["metrics"]
+    title = f"imgsum eval: {s['label']} on {Path(s['subjects']).name}"
+    share = "n/a" if m["named_share"] is None else f"{100 * m['named_share']:.1f}%"
+    rows, image_dir = result["rows"], Path(s["image_dir"])
+    named = [r for r in rows if r["named"]]
+    missed = [r for r in rows if r["named"] is False]
+    parts = _head(result, title, f"{s['images']} photos of {html.escape(s['subjects'])}") + [
+        "<h2>Subjects named</h2>",
+        f"<table class='m'><tr><th>names its subject</th><th>scored</th><th>no synset in the name</th>"
+        f"<th>degenerate</th><th>captions</th></tr><tr><td>{m['named']} ({share})</td><td>{m['scored']}</td>"
+        f"<td>{m['no_synset']}</td><td>{m['degenerate']}</td><td>{m['captions']}</td></tr></table>",
+        f"<p class='note'>{html.escape(result.get('rule', ''))}</p>",
+        _degenerate(result["stats"]),
+        f"<h2>A random sample of {min(sample, len(rows))} photos (seed 0)</h2>",
+        _cards(_sample(rows, sample), image_dir),
+        f"<h2>{min(extremes, len(missed))} of the {len(missed)} captions that do not name their subject (seed 0)</h2>",
+        _cards(_sample(missed, extremes), image_dir),
+        f"<h2>{min(extremes, len(named))} of the {len(named)} captions that name it (seed 0)</h2>",
+        _cards(_sample(named, extremes), image_dir),
+        "</body></html>\n",
+    ]
+    return "\n".join(parts)
 
 
 def render_report(result: dict, sample: int = 12, extremes: int = 10) -> str:
@@ -123,19 +200,9 @@ def render_report(result: dict, sample: int = 12, extremes: int = 10) -> str:
     image_dir = Path(s["image_dir"])
     picked = pick_rows(result["rows"], sample, extremes)
     title = f"imgsum eval: {s['label']} on {s['split']}"
-    settings = (f"model <b>{html.escape(s['model'])}</b> ({html.escape(s['decoder'])} decoder, "
-                f"{html.escape(s['encoder'])} encoder, {html.escape(s.get('backend', ''))} backend) · "
-                f"{s['images']} {html.escape(s['split'])} images of "
-                f"{html.escape(s['data'])} · beam {s['beam']}, max_len {s['max_len']}, "
-                f"length penalty {s['length_penalty']} · {s['tokenizer'].upper()} tokenizer")
-    machine = f"{html.escape(result['date'])} · {html.escape(machine_line(result['machine']))}"
-    timing = result.get("timing", {})
-    speed = (f" · captioned in {timing['caption_seconds']:.1f} s ({timing['images_per_second']:.1f} images/s)"
-             if timing else "")
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-        f"<p>{settings}</p><p class='note'>{machine}{speed}</p>",
+    data = (f"{s['images']} {html.escape(s['split'])} images of {html.escape(s['data'])} · "
+            f"{s['tokenizer'].upper()} tokenizer")
+    parts = _head(result, title, data) + [
         "<h2>Scores (coco-caption: PTB tokenizer, BLEU, METEOR 1.5, ROUGE-L, CIDEr-D)</h2>"
         if s["tokenizer"] == "ptb" else "<h2>Scores (imgsum tokenizer: not the coco-caption protocol)</h2>",
         _metrics_table(result),
@@ -149,6 +216,7 @@ def render_report(result: dict, sample: int = 12, extremes: int = 10) -> str:
 
 
 def write_report(result: dict, path: Path, sample: int = 12, extremes: int = 10) -> Path:
-    write_text_atomic(path, render_report(result, sample, extremes))
+    render = render_subjects_report if result.get("kind") == "subjects" else render_report
+    write_text_atomic(path, render(result, sample, extremes))
     logger.info("report: %s", path)
     return path

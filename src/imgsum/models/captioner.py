@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_checkpoint
-from ..decoding import search_captions
+from ..decoding import Caption, search_captions
 from ..model_info import ModelInfo
 from ..text import Vocabulary
 from .decoders import Decoder, TorchStepper, create_decoder
@@ -40,7 +40,7 @@ class CaptionModel(nn.Module):
         encoder = create_encoder(info.encoder, pretrained=pretrained_encoder)
         return cls(encoder, decoder, info).eval()
 
-    def generate(self, pixels: np.ndarray | torch.Tensor, **overrides) -> list[str]:
+    def generate(self, pixels: np.ndarray | torch.Tensor, **overrides) -> list[Caption]:
         """Preprocessed images (batch, 3, H, W) -> one caption each (``overrides``: as :meth:`describe`)."""
         return self.describe(*self.encode(pixels), **overrides)
 
@@ -51,7 +51,8 @@ class CaptionModel(nn.Module):
         return grid.numpy(), pooled.numpy()
 
     @torch.inference_mode()
-    def describe(self, grid, pooled, **overrides) -> list[str]:
+    def describe(self, grid, pooled, **overrides) -> list[Caption]:
         """Encoder features (numpy or torch) -> one caption each; ``overrides`` change the model's own
         :class:`~imgsum.decoding.DecodingOptions` (``beam=5``; None keeps the model's)."""
-        return search_captions(self.stepper, grid, pooled, self.vocab, self.info.decoding.with_overrides(**overrides))
+        return search_captions(self.stepper, grid, pooled, self.vocab, self.info.decoding.with_overrides(**overrides),
+                               self.info.concepts)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model_info import DecoderConfig
+from .concept_layers import ConceptMemory, SlotWords
 
 State = dict[str, torch.Tensor]
 
@@ -41,10 +42,13 @@ class Decoder(nn.Module):
         return self.step(tokens, state)
 
     def forward(self, grid: torch.Tensor, pooled: torch.Tensor, tokens: torch.Tensor,
-                image_index: torch.Tensor | None = None) -> torch.Tensor:
+                image_index: torch.Tensor | None = None, concepts: tuple[torch.Tensor, torch.Tensor] | None = None,
+                has_image: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (captions, 1 + T, vocab): after the image token, then after each of ``tokens`` (captions, T).
 
         ``image_index`` (captions,) maps each caption to its row of ``grid``/``pooled`` (one image, many captions).
+        ``concepts`` (ids, p), each (images, slots), replaces the concepts chosen from ``pooled``, and
+        ``has_image`` (images,) False hides an image's grid: text-only training gives both.
         """
         raise NotImplementedError
 
@@ -76,6 +80,9 @@ class TorchStepper:
     def reorder(self, state: State, index: np.ndarray) -> State:
         return reorder_state(state, torch.from_numpy(index).to(self.device))
 
+    def concepts(self, state: State) -> tuple[np.ndarray, np.ndarray]:
+        return state["concept_ids"].cpu().numpy(), state["concept_p"].float().cpu().numpy()
+
 
 _DECODERS: dict[str, Callable[[DecoderConfig], Decoder]] = {}
 
@@ -106,8 +113,9 @@ def _select(x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
 class LSTMDecoder(Decoder):
     """Show, attend and tell, with the image embedding as the first input token.
 
-    Each step's input is the previous word's embedding and a gated attention context over the grid;
-    the output layer shares its weights with the word embedding.
+    Each step's input is the previous word's embedding and a gated attention context over the memory
+    (grid regions and concept slots); the output layer shares its weights with the word embedding, and
+    a pointer gives the slot tokens' logits.
     """
 
     def __init__(self, config: DecoderConfig) -> None:
@@ -119,6 +127,8 @@ class LSTMDecoder(Decoder):
         self.init_h = nn.Linear(c.feature_dim, c.hidden)
         self.init_c = nn.Linear(c.feature_dim, c.hidden)
         self.values = nn.Linear(c.feature_dim, c.dim)
+        self.concepts = ConceptMemory(c)
+        self.words = SlotWords(c, c.dim)
         self.keys = nn.Linear(c.dim, c.attention_dim)
         self.query = nn.Linear(c.hidden, c.attention_dim)
         self.score = nn.Linear(c.attention_dim, 1)
@@ -130,36 +140,41 @@ class LSTMDecoder(Decoder):
         self.drop = nn.Dropout(c.dropout)
         nn.init.normal_(self.embed.weight, std=0.02)  # tied with the output layer: start with small logits
 
-    def _memory(self, grid: torch.Tensor, pooled: torch.Tensor, index: torch.Tensor | None) -> State:
-        values = self.values(grid)  # (images, regions, dim)
-        keys = self.keys(values)  # (images, regions, attention)
-        pooled = _select(pooled, index)
-        return {
-            "values": _select(values, index),
-            "keys": _select(keys, index),
-            "h": torch.tanh(self.init_h(pooled)),  # (batch, hidden)
+    def _memory(self, grid, pooled, index, concepts=None, has_image=None) -> State:
+        m = self.concepts(self.values(grid), pooled, concepts, has_image)
+        pooled = pooled * m["image"]
+        state = {
+            "values": m["memory"],  # (images, 1 + regions + slots, dim)
+            "keys": self.keys(m["memory"]),  # (images, 1 + regions + slots, attention)
+            "bias": m["hidden"].to(pooled.dtype) * -1e4,
+            "slots": m["slots"], "empty": m["empty"], "concept_ids": m["concept_ids"], "concept_p": m["concept_p"],
+            "h": torch.tanh(self.init_h(pooled)),  # (images, hidden)
             "c": torch.tanh(self.init_c(pooled)),
+            "first": self.image_token(pooled) * m["image"],
         }
+        return {k: _select(v, index) for k, v in state.items()}
 
     def _advance(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         h, c = state["h"], state["c"]
-        energy = self.score(torch.tanh(state["keys"] + self.query(h)[:, None]))  # (batch, regions, 1)
-        alpha = energy.softmax(1)
+        energy = self.score(torch.tanh(state["keys"] + self.query(h)[:, None]))[..., 0] + state["bias"]
+        alpha = energy.softmax(1)[..., None]  # (batch, memory, 1)
         context = (alpha * state["values"]).sum(1) * torch.sigmoid(self.gate(h))  # (batch, dim)
         h, c = self.cell(torch.cat([self.drop(x), context], 1), (h, c))
-        logits = self.head(self.drop(self.out(self.drop(h)) + context))  # (batch, vocab)
+        o = self.drop(self.out(self.drop(h)) + context)
+        logits = self.words.logits(self.head(o), o, state["slots"], state["empty"])  # (batch, vocab)
         return logits, {**state, "h": h, "c": c}
 
     def start(self, grid, pooled):
         state = self._memory(grid, pooled, None)
-        return self._advance(self.image_token(pooled), state)
+        first = state.pop("first")
+        return self._advance(first, state)
 
     def step(self, tokens, state):
-        return self._advance(self.embed(tokens), state)
+        return self._advance(self.words.embed(self.embed, tokens, state["slots"]), state)
 
-    def forward(self, grid, pooled, tokens, image_index=None):
-        state = self._memory(grid, pooled, image_index)
-        inputs = torch.cat([self.image_token(_select(pooled, image_index))[:, None], self.embed(tokens)], 1)
+    def forward(self, grid, pooled, tokens, image_index=None, concepts=None, has_image=None):
+        state = self._memory(grid, pooled, image_index, concepts, has_image)
+        inputs = torch.cat([state.pop("first")[:, None], self.words.embed(self.embed, tokens, state["slots"])], 1)
         outputs = []
         for t in range(inputs.shape[1]):  # (batch, 1 + T, dim), one step at a time
             logits, state = self._advance(inputs[:, t], state)
@@ -168,7 +183,7 @@ class LSTMDecoder(Decoder):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: causal self-attention (cached), cross-attention to the grid, MLP."""
+    """Pre-norm transformer block: causal self-attention (cached), cross-attention to the memory, MLP."""
 
     def __init__(self, c: DecoderConfig) -> None:
         super().__init__()
@@ -189,11 +204,12 @@ class Block(nn.Module):
 
     def memory(self, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = self.cross_kv(mem).chunk(2, -1)
-        return self._split(k), self._split(v)  # (images, heads, regions, head_dim)
+        return self._split(k), self._split(v)  # (images, heads, memory, head_dim)
 
-    def forward(self, x: torch.Tensor, cross: tuple[torch.Tensor, torch.Tensor],
+    def forward(self, x: torch.Tensor, cross: tuple[torch.Tensor, torch.Tensor], visible: torch.Tensor,
                 past: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """x (batch, T, dim); ``past`` the cached keys and values of earlier positions."""
+        """x (batch, T, dim); ``visible`` (batch, 1, 1, memory) what cross-attention may see; ``past`` the
+        cached keys and values of earlier positions."""
         b, t, d = x.shape
         p = self.p if self.training else 0.0
         q, k, v = (self._split(z) for z in self.qkv(self.ln1(x)).chunk(3, -1))
@@ -202,7 +218,8 @@ class Block(nn.Module):
         # With a cache, the new positions see every cached one; otherwise causal within x.
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=past is None and t > 1)
         x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, t, d)))
-        y = F.scaled_dot_product_attention(self._split(self.cross_q(self.ln2(x))), *cross, dropout_p=p)
+        y = F.scaled_dot_product_attention(self._split(self.cross_q(self.ln2(x))), *cross, attn_mask=visible,
+                                           dropout_p=p)
         x = x + self.drop(self.cross_proj(y.transpose(1, 2).reshape(b, t, d)))
         x = x + self.drop(self.mlp(self.ln3(x)))
         return x, (k, v)
@@ -210,7 +227,8 @@ class Block(nn.Module):
 
 @register_decoder("gpt")
 class GPTDecoder(Decoder):
-    """A stack of causal transformer blocks; the image embedding is position 0, the grid is cross-attended."""
+    """A stack of causal transformer blocks; the image embedding is position 0; the memory (grid regions
+    and concept slots) is cross-attended; a pointer gives the slot tokens' logits."""
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
@@ -220,6 +238,8 @@ class GPTDecoder(Decoder):
         self.pos = nn.Embedding(c.max_len, c.dim)
         self.image_token = nn.Linear(c.feature_dim, c.dim)
         self.memory = nn.Sequential(nn.Linear(c.feature_dim, c.dim), nn.LayerNorm(c.dim))
+        self.concepts = ConceptMemory(c)
+        self.words = SlotWords(c, c.dim)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
         self.ln = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
@@ -228,22 +248,28 @@ class GPTDecoder(Decoder):
         nn.init.normal_(self.embed.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)
 
-    def _cross(self, grid: torch.Tensor, index: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        mem = self.memory(grid)  # (images, regions, dim)
-        return [tuple(_select(z, index) for z in blk.memory(mem)) for blk in self.blocks]  # type: ignore[misc]
+    def _memory(self, grid, pooled, index, concepts=None, has_image=None) -> tuple[list, State]:
+        """Each block's cross-attention keys and values, and the rest of the memory, rows chosen by ``index``."""
+        m = self.concepts(self.memory(grid), pooled, concepts, has_image)
+        cross = [tuple(_select(z, index) for z in blk.memory(m["memory"])) for blk in self.blocks]
+        rest = {"visible": (~m["hidden"])[:, None, None, :], "slots": m["slots"], "empty": m["empty"],
+                "concept_ids": m["concept_ids"], "concept_p": m["concept_p"],
+                "first": self.image_token(pooled) * m["image"]}
+        return cross, {k: _select(v, index) for k, v in rest.items()}
 
-    def _run(self, x: torch.Tensor, cross, past=None):
+    def _run(self, x: torch.Tensor, cross, rest: State, past=None):
         """x (batch, T, dim): the inputs with their position embeddings added."""
         x = self.drop(x)
         caches = []
         for i, blk in enumerate(self.blocks):
-            x, kv = blk(x, cross[i], None if past is None else past[i])
+            x, kv = blk(x, cross[i], rest["visible"], None if past is None else past[i])
             caches.append(kv)
-        return self.head(self.ln(x)), caches  # (batch, T, vocab)
+        h = self.ln(x)
+        return self.words.logits(self.head(h), h, rest["slots"], rest["empty"]), caches  # (batch, T, vocab)
 
     @staticmethod
-    def _pack(cross, caches, position: torch.Tensor) -> State:
-        state: State = {"position": position}
+    def _pack(cross, caches, rest: State, position: torch.Tensor) -> State:
+        state: State = {"position": position, **rest}
         for i, ((ck, cv), (k, v)) in enumerate(zip(cross, caches)):
             state.update({f"ck{i}": ck, f"cv{i}": cv, f"k{i}": k, f"v{i}": v})
         return state
@@ -252,13 +278,15 @@ class GPTDecoder(Decoder):
         n = len(self.blocks)
         cross = [(state[f"ck{i}"], state[f"cv{i}"]) for i in range(n)]
         past = [(state[f"k{i}"], state[f"v{i}"]) for i in range(n)]
-        return cross, past
+        rest = {k: state[k] for k in ("visible", "slots", "empty", "concept_ids", "concept_p")}
+        return cross, past, rest
 
     def start(self, grid, pooled):
-        cross = self._cross(grid, None)
-        logits, caches = self._run(self.image_token(pooled)[:, None] + self.pos.weight[:1], cross)
+        cross, rest = self._memory(grid, pooled, None)
+        first = rest.pop("first")
+        logits, caches = self._run(first[:, None] + self.pos.weight[:1], cross, rest)
         position = torch.ones(pooled.shape[0], dtype=torch.long, device=pooled.device)
-        return logits[:, -1], self._pack(cross, caches, position)
+        return logits[:, -1], self._pack(cross, caches, rest, position)
 
     def step(self, tokens, state):
         if int(state["position"][0]) >= self.config.max_len:
@@ -267,12 +295,12 @@ class GPTDecoder(Decoder):
 
     def traceable_step(self, tokens, state):
         """``step`` without its range check: the position stays a tensor (batch,), for export to trace."""
-        cross, past = self._unpack(state)
-        x = self.embed(tokens)[:, None] + self.pos(state["position"])[:, None]  # (batch, 1, dim)
-        logits, caches = self._run(x, cross, past)
-        return logits[:, -1], self._pack(cross, caches, state["position"] + 1)
+        cross, past, rest = self._unpack(state)
+        x = self.words.embed(self.embed, tokens, rest["slots"])[:, None] + self.pos(state["position"])[:, None]
+        logits, caches = self._run(x, cross, rest, past)
+        return logits[:, -1], self._pack(cross, caches, rest, state["position"] + 1)
 
-    def forward(self, grid, pooled, tokens, image_index=None):
-        cross = self._cross(grid, image_index)
-        x = torch.cat([self.image_token(_select(pooled, image_index))[:, None], self.embed(tokens)], 1)
-        return self._run(x + self.pos.weight[: x.shape[1]], cross)[0]  # (batch, 1 + T, vocab)
+    def forward(self, grid, pooled, tokens, image_index=None, concepts=None, has_image=None):
+        cross, rest = self._memory(grid, pooled, image_index, concepts, has_image)
+        x = torch.cat([rest.pop("first")[:, None], self.words.embed(self.embed, tokens, rest["slots"])], 1)
+        return self._run(x + self.pos.weight[: x.shape[1]], cross, rest)[0]  # (batch, 1 + T, vocab)

@@ -92,5 +92,9 @@ class EfficientNetLite(nn.Module):
             x = block(x)
         return F.relu6(self._bn1(self._conv_head(x)))  # (batch, 1280, H/32, W/32)
 
+    @property
+    def classifier(self) -> nn.Linear:
+        return self._fc
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.forward_features(x).mean((2, 3)))  # (batch, classes)

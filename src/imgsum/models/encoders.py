@@ -31,6 +31,11 @@ class Encoder(nn.Module):
         self.preprocess = preprocess
         self.num_features: int = trunk.num_features
 
+    @property
+    def classifier(self) -> nn.Linear:
+        """The trunk's ImageNet classifier, pooled features -> class logits (the decoders' concepts)."""
+        return self.trunk.classifier
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fmap = self.trunk.forward_features(images)  # (batch, C, h, w)
         grid = fmap.flatten(2).transpose(1, 2)  # (batch, h*w, C)

@@ -55,5 +55,9 @@ class ResNet(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return x  # (batch, 2048, H/32, W/32)
 
+    @property
+    def classifier(self) -> nn.Linear:
+        return self.fc
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.forward_features(x).mean((2, 3)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..decoding import search_captions
+from ..decoding import Caption, search_captions
 from ..text import Vocabulary
 from .bundle import Bundle, read_bundle
 
@@ -83,6 +83,9 @@ class OnnxStepper:
         tensors = {n: v if same and n in self.memory else v[index] for n, v in state.tensors.items()}
         return OnnxState(tensors, images)
 
+    def concepts(self, state: OnnxState) -> tuple[np.ndarray, np.ndarray]:
+        return state.tensors["concept_ids"], state.tensors["concept_p"]
+
 
 class OnnxCaptionModel:
     """A bundle, loaded: ``generate`` turns preprocessed images into captions with no torch."""
@@ -106,7 +109,7 @@ class OnnxCaptionModel:
     def load(cls, path: str | Path, threads: int | None = None) -> "OnnxCaptionModel":
         return cls(read_bundle(path), threads)
 
-    def generate(self, pixels: np.ndarray, **overrides) -> list[str]:
+    def generate(self, pixels: np.ndarray, **overrides) -> list[Caption]:
         """Preprocessed images (batch, 3, H, W) -> one caption each, the encoder on every core (no image
         workers run beside it here). ``overrides``: as :meth:`describe`."""
         if self._wide_encoder is None:
@@ -118,7 +121,8 @@ class OnnxCaptionModel:
         """Preprocessed images (batch, 3, H, W) -> grid (batch, regions, C), pooled (batch, C). Thread-safe."""
         return self.encoder(pixels)
 
-    def describe(self, grid: np.ndarray, pooled: np.ndarray, **overrides) -> list[str]:
+    def describe(self, grid: np.ndarray, pooled: np.ndarray, **overrides) -> list[Caption]:
         """Encoder features, grid (batch, regions, C) and pooled (batch, C) -> one caption each; ``overrides``
         change the model's own :class:`~imgsum.decoding.DecodingOptions` (``beam=5``; None keeps the model's)."""
-        return search_captions(self.stepper, grid, pooled, self.vocab, self.info.decoding.with_overrides(**overrides))
+        return search_captions(self.stepper, grid, pooled, self.vocab, self.info.decoding.with_overrides(**overrides),
+                               self.info.concepts)

@@ -35,8 +35,8 @@ from ..api import Captioner
 from ..decoding import DecodingOptions
 from .guard import Guard
 from .saving import CAPTIONED_WIDTH, SaveError, output_folder, save_captioned
-from .schemas import (AttributionModel, CaptionResponse, ConfigResponse, ErrorResponse, HealthResponse, ModelEntry,
-                      ModelsResponse, SampleResponse, SaveResponse, Timing)
+from .schemas import (AttributionModel, CaptionResponse, ConceptModel, ConfigResponse, ErrorResponse, HealthResponse,
+                      ModelEntry, ModelsResponse, SampleResponse, SaveResponse, Timing)
 from .settings import Settings
 from .unsplash import Photo, UnsplashError, gallery_photo, random_unsplash_photo, track_download
 from .uploads import ApiError, Upload, display_name, open_picture, safe_stem, sniff
@@ -254,8 +254,9 @@ async def caption(request: Request,
     outcome = await request.app.state.worker.caption(name, options, pictures)
     timing = Timing(total_s=round(time.perf_counter() - started, 4), queue_s=round(outcome.queue_s, 4),
                     inference_s=round(outcome.inference_s, 4), batch_images=outcome.batch_images)
-    rows = [CaptionResponse(image=u.name, caption=c, model=name, beam=options.beam, width=u.width, height=u.height,
-                            format=u.format, timing=timing) for u, c in zip(uploads, outcome.captions)]
+    rows = [CaptionResponse(image=u.name, caption=c.text, concepts=[ConceptModel(**k.to_dict()) for k in c.concepts],
+                            model=name, beam=options.beam, width=u.width, height=u.height, format=u.format,
+                            timing=timing) for u, c in zip(uploads, outcome.captions)]
     return rows[0] if len(rows) == 1 else rows
 
 

@@ -19,9 +19,16 @@ class Timing(BaseModel):
     batch_images: int = Field(description="images in that batch (requests waiting together share a batch)")
 
 
+class ConceptModel(BaseModel):
+    word: str = Field(description="a caption word for what the encoder's ImageNet classifier sees", examples=["cat"])
+    p: float = Field(ge=0, le=1, description="its probability: the sum of its ImageNet classes'", examples=[0.81])
+
+
 class CaptionResponse(BaseModel):
     image: str = Field(description="the uploaded file's name")
     caption: str
+    concepts: list[ConceptModel] = Field(description="the visual concepts the model had in mind, most probable "
+                                                     "first (the model's concept slots; empty ones left out)")
     model: str
     beam: int
     width: int

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from ..decoding import DecodingOptions
+from ..decoding import Caption, DecodingOptions
 from .uploads import ApiError
 
 logger = logging.getLogger(__name__)
@@ -25,9 +25,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Outcome:
-    """What one request gets back: a caption per image and how the time went."""
+    """What one request gets back: a caption per image (with its concepts) and how the time went."""
 
-    captions: list[str]
+    captions: list[Caption]
     queue_s: float  # waiting for the worker
     inference_s: float  # the batch that carried this request, through the model
     batch_images: int  # images in that batch, from all the requests it carried
@@ -143,5 +143,5 @@ class InferenceWorker:
             if failed:
                 job.future.set_exception(ApiError(422, f"cannot caption the image: {failed[0]}"))
             else:
-                job.future.set_result(Outcome([r.caption or "" for r in rows], start - job.queued_at, elapsed,
-                                              len(images)))
+                captions = [Caption(r.caption or "", r.concepts) for r in rows]
+                job.future.set_result(Outcome(captions, start - job.queued_at, elapsed, len(images)))

@@ -10,7 +10,7 @@ from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-MODEL_OPTIONS = ("dim", "hidden", "attention_dim", "layers", "heads", "mlp_ratio", "dropout")
+MODEL_OPTIONS = ("dim", "hidden", "attention_dim", "layers", "heads", "mlp_ratio", "dropout", "slots")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,10 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", help="encoder name (default efficientnet_lite0)")
     p.add_argument("--random-encoder", action="store_true", default=None, help="allow an encoder with random weights")
     p.add_argument("--decoder", help="lstm or gpt")
-    for name in ("epochs", "batch_images", "warmup_steps", "min_count", "max_words", "beam", "val_images", "seed", "threads"):
+    for name in ("epochs", "batch_images", "warmup_steps", "min_count", "max_words", "beam", "val_images", "seed",
+                 "threads", "text_batch", "scst_epochs", "scst_samples", "scst_images"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
-    for name in ("lr", "weight_decay", "clip", "label_smoothing"):
+    for name in ("lr", "weight_decay", "clip", "label_smoothing", "scst_lr"):
         p.add_argument("--" + name.replace("_", "-"), type=float)
+    p.add_argument("--text", help="captions without images (image,caption CSV, e.g. Flickr30k's) for text-only training")
+    p.add_argument("--text-split", help="keep the text captions of the images listed in this file")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/imgsum/features)")
     for name in MODEL_OPTIONS:

@@ -27,6 +27,13 @@ class TrainConfig:
     label_smoothing: float = 0.1
     min_count: int = 5
     max_words: int = 20
+    text: str | None = None  # captions without images (an image,caption CSV: Flickr30k's) for text-only training
+    text_split: str | None = None  # keep the text captions of the images listed in this file (one name a line)
+    text_batch: int = 96  # text-only captions beside each batch of images
+    scst_epochs: int = 0  # self-critical epochs (CIDEr-D reward) after the cross-entropy ones
+    scst_lr: float = 2e-5
+    scst_samples: int = 5  # captions sampled per image
+    scst_images: int = 0  # training images per self-critical epoch (0: all)
     beam: int = 3
     val_images: int = 0  # dev images decoded each epoch for BLEU/CIDEr (0: all)
     seed: int = 0

@@ -9,7 +9,6 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,48 +19,25 @@ from tqdm import tqdm
 from ..checkpoint import save_checkpoint
 from ..data.formats import load_captions
 from ..data.splits import split_by_image
-from ..decoding import DecodingOptions, search
+from ..concepts import ConceptTable, slot_tokens
+from ..decoding import DecodingOptions, search_captions
 from ..eval.metrics import score_captions
 from ..files import remove_leftovers, write_atomic, write_text_atomic
 from ..model_info import DecoderConfig, ModelInfo
+from ..models.concept_layers import concept_sizes
 from ..models.decoders import TorchStepper, create_decoder
 from ..models.encoders import create_encoder
-from ..text import Vocabulary
+from ..text import Vocabulary, tokenize
 from .config import TrainConfig
+from .examples import Split, TextBatch, TextExamples, build_split, targets
 from .features import FeatureCache, extract_features
+from .reward import CiderD
+from .scst import scst_loss
+from .text_only import TextCaptions
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class Split:
-    """Captions of one split as padded token ids, each row pointing at its image's feature row."""
-
-    images: list[str]
-    rows: np.ndarray  # (images,) rows of the feature cache
-    tokens: torch.Tensor  # (captions, max_words) word ids, padded with 0
-    image_of: torch.Tensor  # (captions,) index into ``images``
-    references: dict[str, list[str]]
-
-
-def _build_split(names, captions, vocab, cache_index, max_words) -> Split:
-    names = [n for n in names if n in cache_index]
-    tokens, image_of = [], []
-    for i, name in enumerate(names):
-        for c in captions[name]:
-            ids = vocab.encode(c)[1:-1][:max_words]  # words only: the image token stands for <bos>
-            if ids:
-                tokens.append(ids + [0] * (max_words - len(ids)))
-                image_of.append(i)
-    return Split(names, np.array([cache_index[n] for n in names]), torch.tensor(tokens),
-                 torch.tensor(image_of), {n: captions[n] for n in names})
-
-
-def _targets(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """Words then <eos>, padded with 0: (captions, max_words + 1)."""
-    padded = F.pad(tokens, (0, 1))
-    lengths = (tokens != 0).sum(1)
-    return padded.scatter(1, lengths[:, None], eos_id)
+MASKED = -1e3  # logits below this are an empty slot's (the pointer masks them at -1e4)
 
 
 class Interrupted(Exception):
@@ -75,7 +51,8 @@ class SaveFailed(Exception):
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
-        self.decoding = DecodingOptions(beam=cfg.beam, max_len=cfg.max_words + 1)  # validation's, and the model's
+        # validation's, and the model's
+        self.decoding = DecodingOptions(beam=cfg.beam, max_len=cfg.max_words + 1, block_repeats=True)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
@@ -91,23 +68,26 @@ class Trainer:
         data = load_captions(cfg.data, cfg.format, cfg.images)
         if data.image_dir is None:
             raise ValueError(f"no image folder for {cfg.data}: pass --images")
-        splits = split_by_image(data, seed=cfg.seed)
-        self.vocab = Vocabulary.build((c for n in splits["train"] for c in data.captions[n]), cfg.min_count)
+        self.splits, self.captions = split_by_image(data, seed=cfg.seed), data.captions
+        self.table = ConceptTable.load()
+        self.slots = DecoderConfig(**cfg.model).slots
+        self.text = TextCaptions.load(cfg.text, self.table, cfg.max_words, cfg.text_split) if cfg.text else None
+        words = [" ".join(w) for w in self.text.words] if self.text else []
+        image_captions = [c for n in self.splits["train"] for c in data.captions[n]]
+        self.vocab = Vocabulary.build(image_captions + words, cfg.min_count, first=slot_tokens(self.slots))
         encoder = create_encoder(cfg.encoder, pretrained=not cfg.random_encoder)
-        self.encoder_name, self.preprocess = encoder.name, encoder.preprocess
+        self.encoder_name, self.preprocess, self.classifier = encoder.name, encoder.preprocess, encoder.classifier
         paths = [Path(data.image_dir) / n for n in sorted(data.captions)]
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
         self.cache: FeatureCache = extract_features(encoder, paths, cache_dir, device=self.device)
-        index = self.cache.index()
-        self.train = _build_split(splits["train"], data.captions, self.vocab, index, cfg.max_words)
-        self.dev = _build_split(splits["dev"], data.captions, self.vocab, index, cfg.max_words)
         self.data_info = {"data": str(cfg.data), "format": cfg.format, "skipped": data.skipped,
-                          "images": {k: len(v) for k, v in splits.items()},
-                          "train_captions": int(len(self.train.tokens))}
-        logger.info("data: %s; vocabulary %d words", self.data_info["images"], len(self.vocab))
+                          "images": {k: len(v) for k, v in self.splits.items()},
+                          "text": {"data": cfg.text, "captions": len(words)} if self.text else None}
+        logger.info("data: %s; %d text-only captions; vocabulary %d words", self.data_info["images"], len(words),
+                    len(self.vocab))
 
-    def features(self, split: Split, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = split.rows[idx]
+    def features(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grid (images, regions, C) and pooled (images, C) features of feature-cache ``rows``."""
         order = np.argsort(rows)  # memory-map reads in file order
         grid = np.empty((len(rows),) + self.cache.grid.shape[1:], dtype=np.float32)
         grid[order] = self.cache.grid[rows[order]]
@@ -118,19 +98,44 @@ class Trainer:
     def build(self) -> None:
         cfg = self.cfg
         dcfg = DecoderConfig(kind=cfg.decoder, vocab_size=len(self.vocab), feature_dim=self.cache.grid.shape[2],
-                             max_len=cfg.max_words + 2, **cfg.model)
+                             max_len=cfg.max_words + 2, **{**concept_sizes(self.table), **cfg.model})
         torch.manual_seed(cfg.seed)
-        self.model = create_decoder(dcfg).to(self.device)
+        self.model = create_decoder(dcfg)
+        self.model.concepts.head.load(self.table, self.classifier)
+        self.model.to(self.device)
+        self.train = self.split("train")
+        self.dev = self.split("dev")
+        self.data_info["train_captions"] = int(len(self.train.tokens))
+        self.text_examples = (TextExamples(self.text, self.table, self.vocab, self.slots, cfg.max_words, cfg.seed)
+                              if self.text else None)
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
         self.steps_per_epoch = math.ceil(len(self.train.images) / cfg.batch_images)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.total_steps = self.steps_per_epoch * cfg.epochs  # the cross-entropy epochs; SCST's follow
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_cider": -1.0, "elapsed": 0.0}
+
+    @torch.no_grad()
+    def split(self, name: str) -> Split:
+        """A split's captions, with each image's concepts chosen by the decoder's classifier head."""
+        index = self.cache.index()
+        names = [n for n in self.splits[name] if n in index]
+        rows = np.array([index[n] for n in names])
+        ids, p = [], []
+        for lo in range(0, len(rows), 256):
+            _, pooled = self.features(rows[lo : lo + 256])
+            i, q = self.model.concepts.head.select(pooled)
+            ids.append(i.cpu())
+            p.append(q.cpu())
+        concepts = (torch.cat(ids), torch.cat(p)) if ids else (torch.zeros(0, self.slots, dtype=torch.long),
+                                                               torch.zeros(0, self.slots))
+        return build_split(names, self.captions, rows, concepts, self.table, self.vocab, self.cfg.max_words)
 
     def lr_at(self, step: int) -> float:
         cfg = self.cfg
+        if self.state["epoch"] >= cfg.epochs:
+            return cfg.scst_lr
         if step < cfg.warmup_steps:
             return cfg.lr * (step + 1) / cfg.warmup_steps
         progress = (step - cfg.warmup_steps) / max(1, self.total_steps - cfg.warmup_steps)
@@ -176,7 +181,7 @@ class Trainer:
             with self.writing():
                 self.write_config()
                 try:
-                    while self.state["epoch"] < self.cfg.epochs:
+                    while self.state["epoch"] < self.cfg.epochs + self.cfg.scst_epochs:
                         self.train_epoch()
                         metrics = self.validate()
                         self.end_epoch(metrics)
@@ -200,27 +205,37 @@ class Trainer:
         cfg, st = self.cfg, self.state
         rng = np.random.default_rng(cfg.seed * 1000 + st["epoch"])
         order = rng.permutation(len(self.train.images))
-        targets_all = _targets(self.train.tokens, self.vocab.eos_id)
+        targets_all = targets(self.train.tokens, self.vocab.eos_id)
         by_image = [[] for _ in self.train.images]
         for row, img in enumerate(self.train.image_of.tolist()):
             by_image[img].append(row)
         self.model.train()
-        bar = tqdm(total=self.steps_per_epoch, initial=st["step_in_epoch"], unit="batch",
-                   desc=f"epoch {st['epoch'] + 1}/{cfg.epochs}")
+        scst = st["epoch"] >= cfg.epochs
+        steps = self.steps_per_epoch
+        if scst and cfg.scst_images:
+            steps = min(steps, math.ceil(cfg.scst_images / cfg.batch_images))
+        bar = tqdm(total=steps, initial=st["step_in_epoch"], unit="batch",
+                   desc=f"epoch {st['epoch'] + 1}/{cfg.epochs + cfg.scst_epochs}{' (SCST)' if scst else ''}")
         loss_avg = acc_avg = None
         start = time.time()
-        for b in range(st["step_in_epoch"], self.steps_per_epoch):
+        for b in range(st["step_in_epoch"], steps):
             images = order[b * cfg.batch_images : (b + 1) * cfg.batch_images]
             rows = torch.tensor([r for i in images for r in by_image[i]])
             local = torch.tensor([j for j, i in enumerate(images) for _ in by_image[i]], device=self.device)
-            grid, pooled = self.features(self.train, images)
-            loss, acc = self.train_step(grid, pooled, self.train.tokens[rows].to(self.device),
-                                        targets_all[rows].to(self.device), local)
+            grid, pooled = self.features(self.train.rows[images])
+            concepts = tuple(x.to(self.device) for x in self.train.concepts(images))
+            if scst:
+                loss, acc = self.scst_step(grid, pooled, concepts, [self.train.images[i] for i in images])
+            else:
+                text = self.text_examples.batch(st["global_step"], cfg.text_batch) if self.text_examples else None
+                loss, acc = self.train_step(grid, pooled, concepts, self.train.tokens[rows].to(self.device),
+                                            targets_all[rows].to(self.device), local, text)
             loss_avg = loss if loss_avg is None else 0.98 * loss_avg + 0.02 * loss
             acc_avg = acc if acc_avg is None else 0.98 * acc_avg + 0.02 * acc
             st["step_in_epoch"] = b + 1
             st["global_step"] += 1
-            bar.set_postfix(loss=f"{loss_avg:.3f}", acc=f"{acc_avg:.3f}", lr=f"{self.lr_at(st['global_step']):.1e}")
+            bar.set_postfix({"loss": f"{loss_avg:.3f}", "reward" if scst else "acc": f"{acc_avg:.3f}",
+                             "lr": f"{self.lr_at(st['global_step']):.1e}"})
             bar.update()
             if self.stop_requested:
                 st["elapsed"] += time.time() - start
@@ -232,19 +247,51 @@ class Trainer:
         st["elapsed"] += time.time() - start
         st["train_loss"], st["train_acc"] = loss_avg, acc_avg
 
-    def train_step(self, grid, pooled, tokens, targets, image_index) -> tuple[float, float]:
+    def train_step(self, grid, pooled, concepts, tokens, targets_, image_index,
+                   text: TextBatch | None) -> tuple[float, float]:
+        """One cross-entropy step on a batch of image captions and, with a text corpus, one of text-only captions."""
+        logits = self.model(grid, pooled, tokens, image_index, concepts)  # (captions, 1 + T, vocab)
+        loss, count = self._loss(logits, targets_)
+        mask = targets_ != 0
+        acc = ((logits.argmax(-1) == targets_) & mask).sum() / mask.sum()
+        if text is not None:
+            n, c = len(text.tokens), grid.shape[-1]
+            no_image = torch.zeros(n, dtype=torch.bool, device=self.device)
+            text_logits = self.model(grid.new_zeros(n, 1, c), pooled.new_zeros(n, c), text.tokens.to(self.device),
+                                     None, (text.concept_ids.to(self.device), text.concept_p.to(self.device)),
+                                     no_image)
+            text_loss, text_count = self._loss(text_logits, targets(text.tokens, self.vocab.eos_id).to(self.device))
+            loss, count = loss + text_loss, count + text_count
+        self._update(loss / count)
+        return (loss / count).item(), acc.item()
+
+    def _loss(self, logits, targets_) -> tuple[torch.Tensor, int]:
+        """Summed cross-entropy over the words (and <eos>) of ``targets_``, and how many there are; label
+        smoothing spreads over the tokens that can be said (not the empty slots' masked ones)."""
+        logp = logits.log_softmax(-1)
+        mask = targets_ != 0
+        nll = -logp.gather(-1, targets_[..., None])[..., 0]
+        sayable = logits > MASKED
+        smooth = -(logp * sayable).sum(-1) / sayable.sum(-1)
+        eps = self.cfg.label_smoothing
+        return (((1 - eps) * nll + eps * smooth) * mask).sum(), int(mask.sum())
+
+    def _update(self, loss: torch.Tensor) -> None:
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.state["global_step"])
-        logits = self.model(grid, pooled, tokens, image_index)  # (captions, 1 + T, vocab)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0,
-                               label_smoothing=self.cfg.label_smoothing)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
         self.opt.step()
-        mask = targets != 0
-        acc = ((logits.argmax(-1) == targets) & mask).sum() / mask.sum()
-        return loss.item(), acc.item()
+
+    def scst_step(self, grid, pooled, concepts, images: list[str]) -> tuple[float, float]:
+        """One self-critical step: the loss, and the mean CIDEr-D reward of the sampled captions."""
+        if not hasattr(self, "cider"):
+            self.cider = CiderD({n: [tokenize(c) for c in self.train.references[n]] for n in self.train.images})
+        loss, reward = scst_loss(self.model, grid, pooled, concepts, images, self.cfg.scst_samples,
+                                 self.cfg.max_words + 1, self.vocab, self.table.pairs(), self.cider)
+        self._update(loss)
+        return loss.item(), reward
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -252,25 +299,27 @@ class Trainer:
         start = time.time()
         self.model.eval()
         dev, bs = self.dev, self.cfg.batch_images
-        targets_all = _targets(dev.tokens, self.vocab.eos_id)
+        targets_all = targets(dev.tokens, self.vocab.eos_id)
         loss_sum = correct = count = 0.0
         n_images = len(dev.images) if not self.cfg.val_images else min(self.cfg.val_images, len(dev.images))
         hyps: dict[str, str] = {}
         for lo in tqdm(range(0, len(dev.images), bs), desc="validate", unit="batch", leave=False):
             idx = np.arange(lo, min(lo + bs, len(dev.images)))
-            grid, pooled = self.features(dev, idx)
+            grid, pooled = self.features(dev.rows[idx])
+            concepts = tuple(x.to(self.device) for x in dev.concepts(idx))
             sel = ((dev.image_of >= lo) & (dev.image_of < lo + len(idx))).nonzero().squeeze(1)
-            targets = targets_all[sel].to(self.device)
-            logits = self.model(grid, pooled, dev.tokens[sel].to(self.device), (dev.image_of[sel] - lo).to(self.device))
-            mask = targets != 0
-            loss_sum += float(F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0, reduction="sum"))
-            correct += float(((logits.argmax(-1) == targets) & mask).sum())
+            want = targets_all[sel].to(self.device)
+            logits = self.model(grid, pooled, dev.tokens[sel].to(self.device), (dev.image_of[sel] - lo).to(self.device),
+                                concepts)
+            mask = want != 0
+            loss_sum += float(F.cross_entropy(logits.flatten(0, 1), want.flatten(), ignore_index=0, reduction="sum"))
+            correct += float(((logits.argmax(-1) == want) & mask).sum())
             count += float(mask.sum())
             keep = idx[idx < n_images]
             if len(keep):
-                ids = search(TorchStepper(self.model), grid[: len(keep)], pooled[: len(keep)], self.vocab.eos_id,
-                             self.decoding, self.vocab.never_emitted)
-                hyps.update({dev.images[i]: self.vocab.decode(r) for i, r in zip(keep, ids)})
+                made = search_captions(TorchStepper(self.model), grid[: len(keep)], pooled[: len(keep)], self.vocab,
+                                       self.decoding, self.table.pairs())
+                hyps.update({dev.images[i]: c.text for i, c in zip(keep, made)})
         scores = score_captions({k: dev.references[k] for k in hyps}, hyps, ptb=False, meteor=False)
         return {"dev_loss": loss_sum / count, "dev_token_accuracy": correct / count,
                 "dev_BLEU-4": scores["BLEU-4"], "dev_CIDEr": scores["CIDEr"], "val_seconds": time.time() - start,
@@ -313,6 +362,7 @@ class Trainer:
         info = ModelInfo(
             encoder=self.encoder_name, preprocess=self.preprocess, decoder=self.model.config,
             vocab=self.vocab.to_list(),
+            concepts=self.table.pairs(),
             decoding=self.decoding,
             training={**self.data_info, "epoch": row["epoch"], "train_minutes": round(row["train_minutes"], 2),
                       "config": self.cfg.to_dict()},

@@ -5,8 +5,8 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   drop: $("drop"), preview: $("preview"), hint: $("drop-hint"), file: $("file"), choose: $("choose"),
   sample: $("sample"), attribution: $("attribution"), notice: $("notice"), model: $("model"), beam: $("beam"),
-  generate: $("generate"), caption: $("caption"), timing: $("timing"), save: $("save"), error: $("error"),
-  outputDir: $("output-dir"), savedList: $("saved-list"), savedEmpty: $("saved-empty"),
+  generate: $("generate"), caption: $("caption"), concepts: $("concepts"), timing: $("timing"), save: $("save"),
+  error: $("error"), outputDir: $("output-dir"), savedList: $("saved-list"), savedEmpty: $("saved-empty"),
 };
 
 const state = {
@@ -48,6 +48,7 @@ function setBusy(busy, label) {
   if (busy && label) {
     ui.caption.textContent = label;
     ui.caption.classList.add("busy");
+    showConcepts([]);
     ui.timing.textContent = "";
   }
 }
@@ -64,12 +65,31 @@ function setImage(blob, name, sampleId = null, attribution = null, notice = null
   ui.drop.classList.add("has-image");
   ui.caption.textContent = "";
   ui.caption.classList.remove("busy");
+  showConcepts([]);
   ui.timing.textContent = "";
   showAttribution(attribution);
   ui.notice.textContent = notice || "";
   ui.notice.hidden = !notice;
   showError("");
   setBusy(false);
+}
+
+// The visual concepts the model saw, as tags under the caption: the word and its probability in percent.
+function showConcepts(concepts) {
+  ui.concepts.replaceChildren(...concepts.map((c) => {
+    const li = document.createElement("li");
+    li.className = "concept";
+    const word = document.createElement("span");
+    word.className = "concept-word";
+    word.textContent = c.word;
+    const p = document.createElement("span");
+    p.className = "concept-p";
+    p.textContent = c.p < 0.005 ? "<1%" : `${Math.round(c.p * 100)}%`;
+    li.title = `${c.word}: ${(c.p * 100).toFixed(1)}%`;
+    li.append(word, p);
+    return li;
+  }));
+  ui.concepts.hidden = !concepts.length;
 }
 
 function link(text, href) {
@@ -142,12 +162,14 @@ async function generate() {
     state.result = { caption: r.caption, model: r.model, beam: r.beam, seconds };
     ui.caption.classList.remove("busy");
     ui.caption.textContent = r.caption;
+    showConcepts(r.concepts || []);
     ui.timing.textContent = `${seconds.toFixed(2)} s (model ${r.timing.inference_s.toFixed(2)} s) · ` +
                             `${r.model}, beam ${r.beam}`;
   } catch (err) {
     state.result = null;
     ui.caption.classList.remove("busy");
     ui.caption.textContent = "";
+    showConcepts([]);
     showError("Could not caption the image: " + err.message);
   } finally {
     setBusy(false);

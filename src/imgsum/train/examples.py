@@ -1,0 +1,95 @@
+"""Training examples as tensors: image captions (one row per caption, pointing at its image) and text-only
+captions, each with the concept slots its decoder sees and its words as token ids, a phrase that names a
+slot's concept written as that slot's token."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..concepts import ConceptTable
+from ..text import Vocabulary, tokenize
+from .text_only import NoisyConcepts, TextCaptions, slot_targets
+
+
+@dataclass
+class Split:
+    """Captions of one split as padded token ids, each row pointing at its image's feature row."""
+
+    images: list[str]
+    rows: np.ndarray  # (images,) rows of the feature cache
+    concept_ids: torch.Tensor  # (images, slots) the classifier's concepts of each image
+    concept_p: torch.Tensor  # (images, slots)
+    tokens: torch.Tensor  # (captions, max_words) word ids, padded with 0
+    image_of: torch.Tensor  # (captions,) index into ``images``
+    references: dict[str, list[str]]
+
+    def concepts(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.concept_ids[idx], self.concept_p[idx]
+
+
+def encode_words(words: list[str], concept_ids: list[int], table: ConceptTable, vocab: Vocabulary,
+                 max_words: int) -> list[int]:
+    tokens = slot_targets(words, concept_ids, table)[:max_words]
+    return [vocab.stoi.get(w, vocab.unk_id) for w in tokens]
+
+
+def build_split(names, captions, rows, concepts: tuple[torch.Tensor, torch.Tensor], table: ConceptTable,
+                vocab: Vocabulary, max_words: int) -> Split:
+    """``rows``: each image's feature row; ``concepts``: each image's (ids, p)."""
+    tokens, image_of = [], []
+    for i, name in enumerate(names):
+        slots = concepts[0][i].tolist()
+        for c in captions[name]:
+            ids = encode_words(tokenize(c), slots, table, vocab, max_words)
+            if ids:
+                tokens.append(ids + [0] * (max_words - len(ids)))
+                image_of.append(i)
+    return Split(list(names), np.asarray(rows), concepts[0], concepts[1], torch.tensor(tokens),
+                 torch.tensor(image_of), {n: captions[n] for n in names})
+
+
+def targets(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Words then <eos>, padded with 0: (captions, max_words + 1)."""
+    padded = F.pad(tokens, (0, 1))
+    lengths = (tokens != 0).sum(1)
+    return padded.scatter(1, lengths[:, None], eos_id)
+
+
+@dataclass
+class TextBatch:
+    """Text-only captions: no image, the concepts their words name (noisy)."""
+
+    concept_ids: torch.Tensor  # (captions, slots)
+    concept_p: torch.Tensor
+    tokens: torch.Tensor  # (captions, max_words)
+
+
+class TextExamples:
+    """Draws batches of text-only captions, in a shuffled order that goes on across epochs."""
+
+    def __init__(self, text: TextCaptions, table: ConceptTable, vocab: Vocabulary, slots: int, max_words: int,
+                 seed: int) -> None:
+        self.text, self.table, self.vocab, self.max_words = text, table, vocab, max_words
+        self.noise = NoisyConcepts(table, slots)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.text.words)
+
+    def batch(self, step: int, size: int) -> TextBatch:
+        """The ``step``-th batch: the same for the same step, so that a resumed run sees what it would have."""
+        rng = random.Random(self.seed * 1_000_003 + step)
+        picks = [rng.randrange(len(self)) for _ in range(size)]
+        ids, ps, toks = [], [], []
+        for i in picks:
+            cid, p = self.noise.draw(self.text.named[i], rng)
+            t = encode_words(self.text.words[i], cid, self.table, self.vocab, self.max_words)
+            ids.append(cid)
+            ps.append(p)
+            toks.append(t + [0] * (self.max_words - len(t)))
+        return TextBatch(torch.tensor(ids), torch.tensor(ps, dtype=torch.float32), torch.tensor(toks))

@@ -1,0 +1,63 @@
+"""Self-critical sequence training (Rennie et al. 2017), with the mean reward of the other samples of the
+same image as the baseline (Luo 2020): sample ``n`` captions per image, reward each with CIDEr-D
+(:mod:`imgsum.train.reward`), and raise the log-probability of those that beat their siblings."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..concepts import render_slots
+from ..models.decoders import Decoder
+from ..text import Vocabulary
+from .reward import CiderD
+
+
+@torch.no_grad()
+def sample(model: Decoder, grid, pooled, n: int, max_len: int, vocab: Vocabulary) -> torch.Tensor:
+    """``n`` captions sampled per image: token ids (images * n, max_len), 0 after <eos>; image i's are rows i*n..."""
+    logits, state = model.start(grid.repeat_interleave(n, 0), pooled.repeat_interleave(n, 0))
+    rows = logits.shape[0]
+    out = torch.zeros(rows, max_len, dtype=torch.long, device=grid.device)
+    alive = torch.ones(rows, dtype=torch.bool, device=grid.device)
+    banned = list(vocab.never_emitted)
+    for t in range(max_len):
+        logits[:, banned] = float("-inf")
+        tokens = torch.multinomial(logits.float().softmax(-1), 1)[:, 0]
+        out[:, t] = torch.where(alive, tokens, torch.zeros_like(tokens))
+        alive &= tokens != vocab.eos_id
+        if not alive.any():
+            break
+        logits, state = model.step(tokens, state)
+    return out
+
+
+def rewards(tokens: torch.Tensor, images: Sequence[str], n: int, concept_ids: torch.Tensor,
+            pairs: Sequence[Sequence[str]], vocab: Vocabulary, cider: CiderD) -> torch.Tensor:
+    """CIDEr-D of each sampled caption (images * n,), slot tokens said as their words."""
+    out = []
+    for row, ids in enumerate(tokens.tolist()):
+        image = row // n
+        slots = [pairs[c] for c in concept_ids[image].tolist()]
+        out.append(cider.score(images[image], render_slots(vocab.words(ids), slots).split()))
+    return torch.tensor(out)
+
+
+def scst_loss(model: Decoder, grid, pooled, concepts, images: Sequence[str], n: int, max_len: int,
+              vocab: Vocabulary, pairs: Sequence[Sequence[str]], cider: CiderD) -> tuple[torch.Tensor, float]:
+    """The policy-gradient loss of one batch of images, and its mean reward."""
+    was_training = model.training
+    model.eval()  # sample and score the policy without dropout
+    tokens = sample(model, grid, pooled, n, max_len, vocab)
+    reward = rewards(tokens.cpu(), images, n, concepts[0].cpu(), pairs, vocab, cider).view(-1, n)
+    baseline = (reward.sum(1, keepdim=True) - reward) / (n - 1)
+    advantage = (reward - baseline).view(-1).to(grid.device)
+    inputs = torch.where(tokens == vocab.eos_id, torch.zeros_like(tokens), tokens)[:, :-1]
+    index = torch.arange(len(images), device=grid.device).repeat_interleave(n)
+    logits = model(grid, pooled, inputs, index, concepts)  # (images * n, max_len, vocab)
+    logp = logits.log_softmax(-1).gather(2, tokens[..., None])[..., 0]
+    mask = (tokens != 0).float()
+    loss = -(advantage[:, None] * logp * mask).sum() / mask.sum()
+    model.train(was_training)
+    return loss, float(reward.mean())
