@@ -88,12 +88,12 @@ def sample_photos() -> list[Path]:
 
 @pytest.fixture()
 def small_disk(tmp_path):
-    """A real 8 MB file system (tmpfs) that a test can fill up."""
+    """A real 64 MB file system (tmpfs) that a test can fill up (a tiny run folder with its concept tables fits)."""
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("needs root and mount(8) to make a small tmpfs that can fill up")
     disk = tmp_path / "disk"
     disk.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True, text=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True, text=True)
     if made.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
     yield disk

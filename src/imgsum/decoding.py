@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class DecodingOptions:
     mention: float = field(default=0.0, metadata={
         "help": "a caption goes on until it says the most probable visual concept when the classifier gives "
                 "that concept at least this probability (0: never required)"})
+    concept_boost: float = field(default=0.0, metadata={
+        "help": "added to the log-probability of saying a visual concept, times the concept's probability"})
     block_repeats: bool = field(default=False, metadata={
         "help": "never say a word a third time (a, the, and, in, on, of, with excepted) nor a three-word "
                 "sequence twice"})
@@ -105,14 +107,17 @@ class Stepper(Protocol):
 
 
 def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Sequence[int] = (),
-           repeats: "RepeatBlock | None" = None, needs: "Needs | None" = None) -> list[list[int]]:
+           repeats: "RepeatBlock | None" = None, guide: "ConceptGuide | None" = None) -> list[list[int]]:
     """Most likely next word at each step, for a batch of images; token ids without <eos>.
 
     ``banned`` token ids are never emitted (for example <unk>, <pad>, <bos>); ``repeats`` blocks repetitions;
-    ``needs`` says which words a caption must have said before it may end.
+    ``guide`` favours saying the visual concepts.
     """
     logits, state = stepper.start(grid, pooled)  # (batch, vocab)
-    required = needs(state) if needs else None
+    if repeats is not None:
+        repeats.begin(state)
+    if guide is not None:
+        guide.begin(state, logits.shape[-1])
     ban = _ban(logits.shape[-1], banned)
     batch = logits.shape[0]
     out = np.full((batch, max_len), eos_id, dtype=np.int64)  # finished rows read as <eos> from then on
@@ -121,9 +126,9 @@ def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Se
         if t:
             logits, state = stepper.step(out[alive, t - 1], state)
         if repeats is not None:
-            logits = logits + repeats.mask(out[alive, :t], logits.shape[-1])
-        if required is not None:
-            logits = logits + _unfinished(out[alive, :t], [required[i] for i in alive], eos_id, logits.shape[-1])
+            logits = logits + repeats.mask(out[alive, :t], alive, logits.shape[-1])
+        if guide is not None:
+            logits = logits + guide.mask(out[alive, :t], alive, eos_id)
         out[alive, t] = (logits + ban).argmax(-1)
         running = out[alive, t] != eos_id
         if not running.any():
@@ -136,13 +141,17 @@ def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Se
 
 def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len: int, length_penalty: float,
                 banned: Sequence[int] = (), repeats: "RepeatBlock | None" = None,
-                needs: "Needs | None" = None) -> list[list[int]]:
+                guide: "ConceptGuide | None" = None) -> list[list[int]]:
     """Keeps the ``beam`` best prefixes per image; the finished caption with the best
     ``log-probability / length ** length_penalty`` wins (0: plain log-probability).
-    ``banned`` token ids are never emitted; ``repeats`` blocks repetitions; ``needs`` says which words a
-    caption must have said before it may end."""
+    ``banned`` token ids are never emitted; ``repeats`` blocks repetitions; ``guide`` favours saying the
+    visual concepts."""
     logits, state = stepper.start(grid, pooled)
-    required = needs(state) if needs else None
+    if repeats is not None:
+        repeats.begin(state)
+    if guide is not None:
+        guide.begin(state, logits.shape[-1])
+        logits = logits + guide.mask(np.zeros((len(logits), 0), dtype=np.int64), np.arange(len(logits)), eos_id)
     batch, vocab = logits.shape
     ban = _ban(vocab, banned)
     k = min(beam, vocab - len(set(banned)))
@@ -168,10 +177,9 @@ def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len:
         logits, state = stepper.step(seqs[..., -1].reshape(-1), state)
         logp = (_log_softmax(logits) + ban).reshape(n, k, vocab)
         if repeats is not None:
-            logp += repeats.mask(seqs.reshape(n * k, -1), vocab).reshape(n, k, vocab)
-        if required is not None:
-            rows = [required[i] for i in alive for _ in range(k)]
-            logp += _unfinished(seqs.reshape(n * k, -1), rows, eos_id, vocab).reshape(n, k, vocab)
+            logp += repeats.mask(seqs.reshape(n * k, -1), np.repeat(alive, k), vocab).reshape(n, k, vocab)
+        if guide is not None:
+            logp += guide.mask(seqs.reshape(n * k, -1), np.repeat(alive, k), eos_id).reshape(n, k, vocab)
         if done.any():
             logp[done] = frozen
         scores, flat = _topk((scores[..., None] + logp).reshape(n, -1), k)  # (images, k)
@@ -186,12 +194,23 @@ def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len:
 
 class RepeatBlock:
     """Which next words would make a caption repeat itself: a word said twice already (unless ``free``), the
-    word that would say a two-word sequence a third time, or a three-word sequence a second time."""
+    word that would say a two-word sequence a third time, or a three-word sequence a second time.
 
-    def __init__(self, free: Sequence[int]) -> None:
+    ``aliases``, given the state ``start`` made, says for each image which words each slot token says (as
+    vocabulary ids; a word outside the vocabulary gets a negative id of its own), so that repetitions are
+    counted on the words a caption shows: "tennis" then ``<c0>`` meaning "tennis ball" say "tennis" twice."""
+
+    def __init__(self, free: Sequence[int], aliases: Callable[[Any], list[dict[int, list[int]]]] | None = None) -> None:
         self.free = frozenset(free)
+        self.aliases = aliases
+        self.says: list[dict[int, list[int]]] | None = None
 
-    def banned(self, seq: list[int]) -> list[int]:
+    def begin(self, state) -> None:
+        self.says = self.aliases(state) if self.aliases else None
+
+    def banned(self, seq: list[int], says: dict[int, list[int]] | None = None) -> list[int]:
+        if says:
+            seq = [w for t in seq for w in says.get(t, [t])]
         out = [t for t in set(seq) if t not in self.free and seq.count(t) >= 2]
         if seq:
             after = [seq[i + 1] for i in range(len(seq) - 1) if seq[i] == seq[-1]]  # what followed the last word
@@ -199,39 +218,66 @@ class RepeatBlock:
         if len(seq) >= 2:
             a, b = seq[-2], seq[-1]
             out += [seq[i + 2] for i in range(len(seq) - 2) if seq[i] == a and seq[i + 1] == b]
+        if says and out:
+            blocked = set(out)
+            out = [t for t in out if t >= 0] + [t for t, words in says.items() if blocked.intersection(words)]
         return out
 
-    def mask(self, seqs: np.ndarray, vocab: int) -> np.ndarray:
-        """seqs (rows, t) -> (rows, vocab): -inf at each row's blocked words, 0 elsewhere."""
+    def mask(self, seqs: np.ndarray, images: np.ndarray, vocab: int) -> np.ndarray:
+        """seqs (rows, t) made for ``images`` (rows,) -> (rows, vocab): -inf at each row's blocked words."""
         mask = np.zeros((len(seqs), vocab), dtype=np.float32)
-        for row, seq in enumerate(seqs.tolist()):
-            blocked = self.banned(seq)
+        for row, (seq, image) in enumerate(zip(seqs.tolist(), images.tolist())):
+            blocked = self.banned(seq, self.says[image] if self.says else None)
             if blocked:
                 mask[row, blocked] = -np.inf
         return mask
 
 
-def _unfinished(seqs: np.ndarray, required: Sequence[frozenset[int]], eos_id: int, vocab: int) -> np.ndarray:
-    """(rows, vocab): -inf at <eos> for each row that has not yet said one of its ``required`` ids."""
-    mask = np.zeros((len(seqs), vocab), dtype=np.float32)
-    for row, (seq, need) in enumerate(zip(seqs.tolist(), required)):
-        if need and need.isdisjoint(seq):
-            mask[row, eos_id] = -np.inf
-    return mask
+class SlotAliases:
+    """For :class:`RepeatBlock`: the words each image's slot tokens say, as vocabulary ids."""
+
+    def __init__(self, stepper: Stepper, vocab: Vocabulary, concepts: Sequence[Sequence[str]]) -> None:
+        self.stepper, self.vocab, self.concepts = stepper, vocab, concepts
+
+    def _ids(self, phrase: str) -> list[int]:
+        return [self.vocab.stoi.get(w, -1 - hash(w) % 1_000_000) for w in phrase.split()]
+
+    def __call__(self, state) -> list[dict[int, list[int]]]:
+        ids, _ = self.stepper.concepts(state)
+        slots = ids.shape[1]
+        out = []
+        for image in ids.tolist():
+            says = {}
+            for k, cid in enumerate(image):
+                word, plural = self.concepts[cid][:2]
+                says[FIRST_SLOT + k], says[FIRST_SLOT + slots + k] = self._ids(word), self._ids(plural)
+            out.append(says)
+        return out
 
 
-class Needs:
-    """Which words each image's caption must say: the slot tokens of its most probable concept (``<c0>``,
-    ``<c0s>``) when the classifier gives that concept at least ``threshold``."""
+class ConceptGuide:
+    """Favours saying an image's visual concepts: adds ``boost`` times each concept's probability to the
+    log-probability of its slot tokens, and, when the most probable concept has at least ``mention``,
+    keeps a caption from ending before it has said that concept (``<c0>`` or ``<c0s>``)."""
 
-    def __init__(self, stepper: Stepper, threshold: float) -> None:
-        self.stepper, self.threshold = stepper, threshold
+    def __init__(self, stepper: Stepper, mention: float, boost: float) -> None:
+        self.stepper, self.mention, self.boost = stepper, mention, boost
 
-    def __call__(self, state) -> list[frozenset[int]]:
+    def begin(self, state, vocab: int) -> None:
+        """Reads the concepts ``start`` chose for each image; ``vocab``: the logits' width."""
         _, p = self.stepper.concepts(state)
-        slots = p.shape[1]
-        say = frozenset({FIRST_SLOT, FIRST_SLOT + slots})
-        return [say if q >= self.threshold else frozenset() for q in p[:, 0]]
+        self.vocab_size = vocab
+        self.slots = p.shape[1]
+        self.must = (p[:, 0] >= self.mention) if self.mention > 0 else np.zeros(len(p), dtype=bool)
+        self.bonus = np.concatenate([p, p], 1).astype(np.float32) * self.boost  # (images, 2 * slots)
+
+    def mask(self, seqs: np.ndarray, images: np.ndarray, eos_id: int) -> np.ndarray:
+        """Added to the scores of rows ``seqs`` (rows, t), made for ``images`` (rows,): (rows, vocab)."""
+        add = np.zeros((len(seqs), self.vocab_size), dtype=np.float32)
+        add[:, FIRST_SLOT : FIRST_SLOT + 2 * self.slots] = self.bonus[images]
+        said = (seqs == FIRST_SLOT) | (seqs == FIRST_SLOT + self.slots)
+        add[self.must[images] & ~said.any(1), eos_id] = -np.inf
+        return add
 
 
 def _best(seqs: np.ndarray, scores: np.ndarray, eos_id: int, length_penalty: float) -> list[int]:
@@ -270,15 +316,17 @@ def _until_eos(ids: list[int], eos_id: int) -> list[int]:
 
 
 def search(stepper: Stepper, grid, pooled, eos_id: int, options: DecodingOptions,
-           banned: Sequence[int] = (), free: Sequence[int] = ()) -> list[list[int]]:
+           banned: Sequence[int] = (), repeats: RepeatBlock | None = None) -> list[list[int]]:
     """Token ids of one caption per image: greedy for ``options.beam <= 1``, beam search otherwise.
-    With ``options.block_repeats``, words other than the ``free`` ids are said at most twice."""
-    repeats = RepeatBlock(free) if options.block_repeats else None
-    needs = Needs(stepper, options.mention) if options.mention > 0 else None
+    ``repeats`` (used when ``options.block_repeats``) blocks repetitions."""
+    repeats = repeats if options.block_repeats else None
+    guide = None
+    if options.mention > 0 or options.concept_boost:
+        guide = ConceptGuide(stepper, options.mention, options.concept_boost)
     if options.beam <= 1:
-        return greedy(stepper, grid, pooled, eos_id, options.max_len, banned, repeats, needs)
+        return greedy(stepper, grid, pooled, eos_id, options.max_len, banned, repeats, guide)
     return beam_search(stepper, grid, pooled, eos_id, options.beam, options.max_len, options.length_penalty, banned,
-                       repeats, needs)
+                       repeats, guide)
 
 
 @dataclass
@@ -305,6 +353,9 @@ class _FirstState:
     def reorder(self, state, index):
         return self.stepper.reorder(state, index)
 
+    def concepts(self, state):
+        return self.stepper.concepts(state)
+
 
 def search_captions(stepper: Stepper, grid, pooled, vocab: Vocabulary, options: DecodingOptions,
                     concepts: Sequence[Sequence[str]]) -> list[Caption]:
@@ -312,7 +363,8 @@ def search_captions(stepper: Stepper, grid, pooled, vocab: Vocabulary, options: 
     slot tokens become their concept's word. ``concepts``: the model's (word, plural) pairs by concept id."""
     first = _FirstState(stepper)
     free = [vocab.stoi[w] for w in FREE_WORDS if w in vocab.stoi]
-    rows = search(first, grid, pooled, vocab.eos_id, options, vocab.never_emitted, free)
+    repeats = RepeatBlock(free, SlotAliases(stepper, vocab, concepts))
+    rows = search(first, grid, pooled, vocab.eos_id, options, vocab.never_emitted, repeats)
     ids, p = stepper.concepts(first.first)
     out = []
     for row, image_ids, image_p in zip(rows, ids.tolist(), p.tolist()):

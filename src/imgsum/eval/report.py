@@ -174,14 +174,16 @@ def render_subjects_report(result: dict, sample: int = 12, extremes: int = 10) -
     s, m = result["settings"], result["metrics"]
     title = f"imgsum eval: {s['label']} on {Path(s['subjects']).name}"
     share = "n/a" if m["named_share"] is None else f"{100 * m['named_share']:.1f}%"
+    ceiling = "n/a" if m.get("concept_named_share") is None else f"{100 * m['concept_named_share']:.1f}%"
     rows, image_dir = result["rows"], Path(s["image_dir"])
     named = [r for r in rows if r["named"]]
     missed = [r for r in rows if r["named"] is False]
     parts = _head(result, title, f"{s['images']} photos of {html.escape(s['subjects'])}") + [
         "<h2>Subjects named</h2>",
-        f"<table class='m'><tr><th>names its subject</th><th>scored</th><th>no synset in the name</th>"
-        f"<th>degenerate</th><th>captions</th></tr><tr><td>{m['named']} ({share})</td><td>{m['scored']}</td>"
-        f"<td>{m['no_synset']}</td><td>{m['degenerate']}</td><td>{m['captions']}</td></tr></table>",
+        f"<table class='m'><tr><th>names its subject</th><th>its top concept names it</th><th>scored</th>"
+        f"<th>no synset in the name</th><th>degenerate</th><th>captions</th></tr><tr><td>{m['named']} ({share})</td>"
+        f"<td>{ceiling}</td><td>{m['scored']}</td><td>{m['no_synset']}</td><td>{m['degenerate']}</td>"
+        f"<td>{m['captions']}</td></tr></table>",
         f"<p class='note'>{html.escape(result.get('rule', ''))}</p>",
         _degenerate(result["stats"]),
         f"<h2>A random sample of {min(sample, len(rows))} photos (seed 0)</h2>",

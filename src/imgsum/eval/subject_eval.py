@@ -4,7 +4,9 @@ Every photo of the folder (recursively) is captioned. A photo named like ``n0212
 :class:`~.subjects.SubjectRule` (the rule of ``imagenet_dev`` in ``../shared/data/README.md``); a photo whose
 name holds no known synset is captioned, counted and left out of the share, with a warning. The metrics:
 the share of scored captions that name their subject, how many were scored, and how many of all the
-captions are degenerate (:func:`~.subjects.is_degenerate`). No references, no Java.
+captions are degenerate (:func:`~.subjects.is_degenerate`). Beside it, the share whose most probable
+visual concept alone names the subject: what the classifier knew, the ceiling of a caption that says it.
+No references, no Java.
 """
 
 from __future__ import annotations
@@ -57,8 +59,10 @@ def subject_metrics(rows: list[dict], no_synset: int) -> dict:
     """The share of scored captions that name their subject, the counts, and the degenerate captions."""
     scored = [r for r in rows if r["named"] is not None]
     named = sum(r["named"] for r in scored)
+    concept_named = sum(bool(r["concept_named"]) for r in scored)
     degenerate = sum(r["degenerate"] for r in rows)
     return {"named_share": named / len(scored) if scored else None, "named": named, "scored": len(scored),
+            "concept_named_share": concept_named / len(scored) if scored else None,
             "no_synset": no_synset, "degenerate": degenerate, "captions": len(rows)}
 
 
@@ -80,7 +84,8 @@ def evaluate_subjects(settings: EvalSettings) -> dict:
     made = {n: r for n, r in zip(names, results) if r.ok}
     if not made:
         raise ValueError(f"none of the {len(photos)} photos could be read")
-    rows = [{**caption_row(n, r), "synset": rule.synset(n), "named": rule.names(r.caption, n)}
+    rows = [{**caption_row(n, r), "synset": rule.synset(n), "named": rule.names(r.caption, n),
+             "concept_named": rule.names(r.concepts[0].word, n) if r.concepts else None}
             for n, r in made.items()]
     metrics = subject_metrics(rows, sum(n in made for n in unnamed))
     logger.info("%d of %d scored captions name their subject; %d degenerate", metrics["named"], metrics["scored"],

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 #: Shipped model names, best first: the first is the default (chosen by dev CIDEr). Name -> checkpoint file.
-SHIPPED: dict[str, str] = {"lstm": "lstm.safetensors", "gpt": "gpt.safetensors"}
+SHIPPED: dict[str, str] = {"gpt": "gpt.safetensors", "lstm": "lstm.safetensors"}
 DEFAULT = "default"
 BACKENDS = ("onnx", "torch")
 

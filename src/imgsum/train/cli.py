@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in ("epochs", "batch_images", "warmup_steps", "min_count", "max_words", "beam", "val_images", "seed",
                  "threads", "text_batch", "scst_epochs", "scst_samples", "scst_images"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
-    for name in ("lr", "weight_decay", "clip", "label_smoothing", "scst_lr"):
+    for name in ("lr", "weight_decay", "clip", "label_smoothing", "scst_lr", "mention", "concept_boost"):
         p.add_argument("--" + name.replace("_", "-"), type=float)
     p.add_argument("--text", help="captions without images (image,caption CSV, e.g. Flickr30k's) for text-only training")
     p.add_argument("--text-split", help="keep the text captions of the images listed in this file")

@@ -35,6 +35,8 @@ class TrainConfig:
     scst_samples: int = 5  # captions sampled per image
     scst_images: int = 0  # training images per self-critical epoch (0: all)
     beam: int = 3
+    mention: float = 0.0  # the model's decoding defaults (imgsum.decoding.DecodingOptions), chosen on dev sets
+    concept_boost: float = 0.0
     val_images: int = 0  # dev images decoded each epoch for BLEU/CIDEr (0: all)
     seed: int = 0
     threads: int = 0  # torch threads (0: torch's default)

@@ -52,7 +52,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         # validation's, and the model's
-        self.decoding = DecodingOptions(beam=cfg.beam, max_len=cfg.max_words + 1, block_repeats=True)
+        self.decoding = DecodingOptions(beam=cfg.beam, max_len=cfg.max_words + 1, block_repeats=True,
+                                        mention=cfg.mention, concept_boost=cfg.concept_boost)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
