@@ -76,26 +76,38 @@ class ConceptTable:
 
     @cached_property
     def _phrases(self) -> dict[tuple[str, ...], int]:
-        out = {}
-        for i, (w, pl) in enumerate(zip(self.words, self.plurals)):
-            if i:
-                out[tuple(w.split())] = i
-                out[tuple(pl.split())] = i
-        return out
+        # Latest first: a phrase two concepts share ("sunglasses") is the later one's.
+        pairs = list(zip(self.words, self.plurals))[1:]
+        return _phrase_table(reversed([(pair, (i, i)) for i, pair in enumerate(pairs, 1)]))
 
     def find(self, words: list[str]) -> list[int]:
         """Concept ids named in a tokenised caption, longest phrases first, in order of appearance."""
-        found, i = [], 0
-        while i < len(words):
-            for n in (3, 2, 1):
-                cid = self._phrases.get(tuple(words[i : i + n]))
-                if cid:
-                    found.append(cid)
-                    i += n
-                    break
-            else:
-                i += 1
-        return list(dict.fromkeys(found))
+        table = self._phrases
+        return list(dict.fromkeys(table[m] for m in _scan(words, table) if isinstance(m, tuple)))
+
+
+MAX_PHRASE = 3  # the longest concept phrase, in words, that a caption's words are matched against
+
+
+def _phrase_table(entries) -> dict[tuple[str, ...], object]:
+    """((word, plural), (its value, its plural's value)) entries -> {phrase as a word tuple: value}; the first
+    entry to claim a phrase keeps it."""
+    table: dict[tuple[str, ...], object] = {}
+    for phrases, values in entries:
+        for phrase, value in zip(phrases, values):
+            table.setdefault(tuple(phrase.split()), value)
+    return table
+
+
+def _scan(words: list[str], table: dict) -> list:
+    """The caption's words, left to right, each phrase of ``table`` (longest first, up to MAX_PHRASE words)
+    taken whole as a tuple, any other word as itself."""
+    out, i = [], 0
+    while i < len(words):
+        n = next((n for n in range(MAX_PHRASE, 0, -1) if tuple(words[i : i + n]) in table), 0)
+        out.append(tuple(words[i : i + n]) if n else words[i])
+        i += max(n, 1)
+    return out
 
 
 SLOT_RE = re.compile(r"^<c(\d+)(s?)>$")
@@ -108,23 +120,8 @@ def slot_tokens(k: int) -> list[str]:
 
 def to_slots(words: list[str], slots: Sequence[Sequence[str]]) -> list[str]:
     """Caption words with each phrase that is a slot's (word, plural) replaced by ``<cK>``/``<cKs>``."""
-    table = {}
-    for k, (w, pl) in enumerate(slots):
-        if w != NONE:
-            table.setdefault(tuple(w.split()), f"<c{k}>")
-            table.setdefault(tuple(pl.split()), f"<c{k}s>")
-    out, i = [], 0
-    while i < len(words):
-        for n in (3, 2, 1):
-            tok = table.get(tuple(words[i : i + n]))
-            if tok:
-                out.append(tok)
-                i += n
-                break
-        else:
-            out.append(words[i])
-            i += 1
-    return out
+    table = _phrase_table(((w, pl), (f"<c{k}>", f"<c{k}s>")) for k, (w, pl) in enumerate(slots) if w != NONE)
+    return [table[m] if isinstance(m, tuple) else m for m in _scan(words, table)]
 
 
 def render_slots(tokens: list[str], slots: Sequence[Sequence[str]]) -> str:
