@@ -44,8 +44,8 @@ class DecodingOptions:
     concept_boost: float = field(default=0.0, metadata={
         "help": "added to the log-probability of saying a visual concept, times the concept's probability"})
     block_repeats: bool = field(default=False, metadata={
-        "help": "never say a word a third time (a, the, and, in, on, of, with excepted) nor a three-word "
-                "sequence twice"})
+        "help": "never say a word a third time (a, the, and, in, on, of, with excepted), a two-word sequence "
+                "a third time, nor a three-word sequence twice"})
 
     def with_overrides(self, **overrides: Any) -> "DecodingOptions":
         """These options with each override that is not None in place (None keeps the value here)."""

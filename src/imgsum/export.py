@@ -101,7 +101,9 @@ def verify_bundle(model: CaptionModel, bundle: Bundle, pixels: np.ndarray, steps
     logits, state = stepper.start(grid.numpy(), pooled.numpy())
     with torch.no_grad():
         ref, ref_state = model.decoder.start(grid, pooled)
-        _check("concept ids", stepper.concepts(state)[0], ref_state["concept_ids"].numpy())
+        onnx_ids, torch_ids = stepper.concepts(state)[0], ref_state["concept_ids"].numpy()
+        if not np.array_equal(onnx_ids, torch_ids):
+            raise ExportError(f"the ONNX graphs chose concepts {onnx_ids.tolist()}, torch {torch_ids.tolist()}")
         _check("start logits", logits, ref.numpy())
         for t in range(steps):
             tokens = ref.argmax(-1)

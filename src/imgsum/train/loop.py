@@ -9,6 +9,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -285,10 +286,13 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
         self.opt.step()
 
+    @cached_property
+    def cider(self) -> CiderD:
+        """The SCST reward, its document frequencies from the training references (made on first use)."""
+        return CiderD({n: [tokenize(c) for c in self.train.references[n]] for n in self.train.images})
+
     def scst_step(self, grid, pooled, concepts, images: list[str]) -> tuple[float, float]:
         """One self-critical step: the loss, and the mean CIDEr-D reward of the sampled captions."""
-        if not hasattr(self, "cider"):
-            self.cider = CiderD({n: [tokenize(c) for c in self.train.references[n]] for n in self.train.images})
         loss, reward = scst_loss(self.model, grid, pooled, concepts, images, self.cfg.scst_samples,
                                  self.cfg.max_words + 1, self.vocab, self.table.pairs(), self.cider)
         self._update(loss)
