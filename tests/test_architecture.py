@@ -23,15 +23,15 @@ LAYERS: list[set[str]] = [
      "imgsum.checkpoint"},  # the two backends: ONNX Runtime; torch
     {"imgsum.api", "imgsum.export"},  # captioning on either backend; exporting from one to the other
     {"imgsum.eval", "imgsum.eval.subjects", "imgsum.train", "imgsum.train.examples", "imgsum.train.text_only",
-     "imgsum.train.scst", "imgsum.train.reward", "imgsum.serve"},  # tools built on the API and the models
-    {"imgsum.cli", "imgsum"},  # entry points: the command line, the package's lazy attributes
+     "imgsum.train.scst", "imgsum.train.reward", "imgsum.serve", "imgsum.scale"},  # tools built on the API and the models
+    {"imgsum.cli", "imgsum.__main__", "imgsum"},  # entry points: the command line (python -m imgsum), the package's lazy attributes
 ]
 #: Captioning with ONNX Runtime: what ``pip install imgsum`` must run without torch, the web stack or the tools.
 CORE = {"imgsum.files", "imgsum.text", "imgsum.concepts", "imgsum.images", "imgsum.decoding", "imgsum.model_info",
         "imgsum.pretrained", "imgsum.runtime", "imgsum.api"}
 #: Third-party packages the core never imports when it is loaded.
 NOT_IN_CORE = {"torch", "torchvision", "safetensors", "onnx", "fastapi", "starlette", "uvicorn", "httpx", "pydantic",
-               "matplotlib", "pycocoevalcap"}
+               "matplotlib", "pycocoevalcap", "ray", "pyarrow"}
 
 
 def module_name(path: Path) -> str:
@@ -160,7 +160,7 @@ def test_captioning_with_onnx_loads_no_torch_web_or_tools():
             "imgsum.api.Captioner.load('lstm', backend='onnx')\n"
             f"print(json.dumps(sorted({{m for m in sys.modules if m.split('.')[0] in {sorted(NOT_IN_CORE)!r}}}"
             " | {m for m in sys.modules if m.startswith(('imgsum.models', 'imgsum.checkpoint', 'imgsum.export', "
-            "'imgsum.train.loop', 'imgsum.eval.evaluate', 'imgsum.serve.app'))})))\n")
+            "'imgsum.train.loop', 'imgsum.eval.evaluate', 'imgsum.serve.app', 'imgsum.scale.ray_caption'))})))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == []

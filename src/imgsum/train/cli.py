@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", help="encoder name (default efficientnet_lite0)")
     p.add_argument("--random-encoder", action="store_true", default=None, help="allow an encoder with random weights")
     p.add_argument("--decoder", help="lstm or gpt")
-    for name in ("epochs", "batch_images", "warmup_steps", "min_count", "max_words", "beam", "val_images", "seed",
+    for name in ("epochs", "batch_images", "epoch_images", "warmup_steps", "min_count", "max_words", "beam", "val_images", "seed",
                  "threads", "text_batch", "scst_epochs", "scst_samples", "scst_images"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("lr", "weight_decay", "clip", "label_smoothing", "scst_lr", "mention", "concept_boost"):
@@ -43,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = cfg.updated({"model": {**cfg.model, **model}})
     if not cfg.data:
         raise SystemExit("imgsum train: give a caption file (or a --config that names one)")
+    from .distributed import World
     from .loop import Interrupted, SaveFailed, train
+
+    if not World.from_env().main:  # under torchrun, rank 0 speaks for all
+        logging.getLogger("imgsum").setLevel(logging.WARNING)
 
     try:
         summary = train(cfg)
@@ -52,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
     except SaveFailed as err:
         logger.error("%s", err)
         return 1
-    print(json.dumps(summary))
+    if summary is not None:
+        print(json.dumps(summary))
     return 0

@@ -19,7 +19,8 @@ class TrainConfig:
     decoder: str = "gpt"
     model: dict = field(default_factory=dict)  # DecoderConfig overrides (dim, layers, heads, hidden, dropout ...)
     epochs: int = 10
-    batch_images: int = 32  # each image brings all its captions
+    batch_images: int = 32  # each image brings all its captions; a process's share under torchrun
+    epoch_images: int = 0  # training images per cross-entropy epoch (0: all); a short run for a quick check
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 200
@@ -29,7 +30,7 @@ class TrainConfig:
     max_words: int = 20
     text: str | None = None  # captions without images (an image,caption CSV: Flickr30k's) for text-only training
     text_split: str | None = None  # keep the text captions of the images listed in this file (one name a line)
-    text_batch: int = 96  # text-only captions beside each batch of images
+    text_batch: int = 96  # text-only captions beside each batch of images (each process's, under torchrun)
     scst_epochs: int = 0  # self-critical epochs (CIDEr-D reward) after the cross-entropy ones
     scst_lr: float = 2e-5
     scst_samples: int = 5  # captions sampled per image

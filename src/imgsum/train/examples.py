@@ -68,6 +68,12 @@ class TextBatch:
     concept_p: torch.Tensor
     tokens: torch.Tensor  # (captions, max_words)
 
+    def rows(self, index) -> "TextBatch":
+        return TextBatch(self.concept_ids[index], self.concept_p[index], self.tokens[index])
+
+    def to(self, device: torch.device) -> "TextBatch":
+        return TextBatch(self.concept_ids.to(device), self.concept_p.to(device), self.tokens.to(device))
+
 
 class TextExamples:
     """Draws batches of text-only captions, in a shuffled order that goes on across epochs."""

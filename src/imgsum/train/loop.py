@@ -1,5 +1,8 @@
 """``imgsum train``: cached features, a decoder, validation on dev each epoch, the best model kept by
-dev CIDEr, and resumption after an interruption (Ctrl-C, kill) from the last saved state."""
+dev CIDEr, and resumption after an interruption (Ctrl-C, kill) from the last saved state.
+
+Under ``torchrun`` it trains with DDP (:mod:`imgsum.train.distributed`): each step's images are shared
+between the processes, and rank 0 alone validates and writes the run folder."""
 
 from __future__ import annotations
 
@@ -32,13 +35,15 @@ from ..text import Vocabulary, tokenize
 from .config import TrainConfig
 from .examples import Split, TextBatch, TextExamples, build_split, targets
 from .features import FeatureCache, extract_features
+from torch.nn.parallel import DistributedDataParallel
+
+from .distributed import World, global_mean, rank_share
+from .objective import Objective
 from .reward import CiderD
-from .scst import scst_loss
+from .scst import sample_and_score
 from .text_only import TextCaptions
 
 logger = logging.getLogger(__name__)
-
-MASKED = -1e3  # logits below this are an empty slot's (the pointer masks them at -1e4)
 
 
 class Interrupted(Exception):
@@ -57,11 +62,14 @@ class Trainer:
                                         mention=cfg.mention, concept_boost=cfg.concept_boost)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if cfg.device == "auto" else cfg.device))
+        self.world = World.from_env()
+        self.device = self.world.device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        logger.info("training on %s", self.device)
+        self.world.start(self.device)
+        if self.world.main:
+            logger.info("training on %s%s", self.device,
+                        f", {self.world.size} processes (DDP)" if self.world.distributed else "")
         self.stop_requested = False
 
     # ---- data -------------------------------------------------------------------------------
@@ -81,7 +89,11 @@ class Trainer:
         self.encoder_name, self.preprocess, self.classifier = encoder.name, encoder.preprocess, encoder.classifier
         paths = [Path(data.image_dir) / n for n in sorted(data.captions)]
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+        if self.world.local_rank != 0:  # one process a machine extracts; the others then read its cache
+            self.world.barrier()
         self.cache: FeatureCache = extract_features(encoder, paths, cache_dir, device=self.device)
+        if self.world.local_rank == 0:
+            self.world.barrier()
         self.data_info = {"data": str(cfg.data), "format": cfg.format, "skipped": data.skipped,
                           "images": {k: len(v) for k, v in self.splits.items()},
                           "text": {"data": cfg.text, "captions": len(words)} if self.text else None}
@@ -105,6 +117,10 @@ class Trainer:
         self.model = create_decoder(dcfg)
         self.model.concepts.head.load(self.table, self.classifier)
         self.model.to(self.device)
+        objective = Objective(self.model, cfg.label_smoothing, self.vocab.eos_id)
+        # The classifier's buffers are constants: no need to send them from rank 0 at each step.
+        self.objective = (DistributedDataParallel(objective, broadcast_buffers=False) if self.world.distributed
+                          else objective)
         self.train = self.split("train")
         self.dev = self.split("dev")
         self.data_info["train_captions"] = int(len(self.train.tokens))
@@ -114,8 +130,9 @@ class Trainer:
         no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-        self.steps_per_epoch = math.ceil(len(self.train.images) / cfg.batch_images)
-        self.total_steps = self.steps_per_epoch * cfg.epochs  # the cross-entropy epochs; SCST's follow
+        self.batch = cfg.batch_images * self.world.size  # images a step, all processes together
+        self.steps_per_epoch = math.ceil(len(self.train.images) / self.batch)
+        self.total_steps = self.epoch_steps(scst=False) * cfg.epochs  # the cross-entropy epochs; SCST's follow
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_cider": -1.0, "elapsed": 0.0}
 
     @torch.no_grad()
@@ -145,6 +162,8 @@ class Trainer:
 
     # ---- resumable state --------------------------------------------------------------------
     def save_state(self) -> None:
+        if not self.world.main:
+            return
         saved = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "state": self.state,
                  "config": self.cfg.to_dict(), "vocab": self.vocab.to_list()}
         write_atomic(self.out / "last.pt", lambda tmp: torch.save(saved, tmp))
@@ -176,17 +195,20 @@ class Trainer:
     def run(self) -> dict:
         self.prepare()
         self.build()
-        remove_leftovers(self.out)  # a killed run's half-written temporaries
+        if self.world.main:
+            remove_leftovers(self.out)  # a killed run's half-written temporaries
+        self.world.barrier()
         self.try_resume()
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             with self.writing():
-                self.write_config()
+                if self.world.main:
+                    self.write_config()
                 try:
                     while self.state["epoch"] < self.cfg.epochs + self.cfg.scst_epochs:
                         self.train_epoch()
-                        metrics = self.validate()
-                        self.end_epoch(metrics)
+                        self.end_epoch(self.validate() if self.world.main else None)
+                        self.world.barrier()
                 except Interrupted:
                     self.save_state()
                     logger.warning("interrupted: state saved to %s; run the same command again to resume",
@@ -195,6 +217,7 @@ class Trainer:
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
+            self.world.stop()
         return self.summary()
 
     def _on_signal(self, signum, frame) -> None:
@@ -203,35 +226,39 @@ class Trainer:
         self.stop_requested = True
         logger.warning("stopping after this batch (signal %d)...", signum)
 
+    def epoch_steps(self, scst: bool) -> int:
+        images = self.cfg.scst_images if scst else self.cfg.epoch_images
+        return min(self.steps_per_epoch, math.ceil(images / self.batch)) if images else self.steps_per_epoch
+
     def train_epoch(self) -> None:
-        cfg, st = self.cfg, self.state
+        cfg, st, world = self.cfg, self.state, self.world
         rng = np.random.default_rng(cfg.seed * 1000 + st["epoch"])
-        order = rng.permutation(len(self.train.images))
+        order = rng.permutation(len(self.train.images))  # the same on every rank
         targets_all = targets(self.train.tokens, self.vocab.eos_id)
         by_image = [[] for _ in self.train.images]
         for row, img in enumerate(self.train.image_of.tolist()):
             by_image[img].append(row)
         self.model.train()
         scst = st["epoch"] >= cfg.epochs
-        steps = self.steps_per_epoch
-        if scst and cfg.scst_images:
-            steps = min(steps, math.ceil(cfg.scst_images / cfg.batch_images))
-        bar = tqdm(total=steps, initial=st["step_in_epoch"], unit="batch",
+        steps = self.epoch_steps(scst)
+        bar = tqdm(total=steps, initial=st["step_in_epoch"], unit="batch", disable=not world.main,
                    desc=f"epoch {st['epoch'] + 1}/{cfg.epochs + cfg.scst_epochs}{' (SCST)' if scst else ''}")
         loss_avg = acc_avg = None
-        start = time.time()
+        start, captions = time.time(), 0
         for b in range(st["step_in_epoch"], steps):
-            images = order[b * cfg.batch_images : (b + 1) * cfg.batch_images]
+            images = rank_share(order[b * self.batch : (b + 1) * self.batch], world)
             rows = torch.tensor([r for i in images for r in by_image[i]])
             local = torch.tensor([j for j, i in enumerate(images) for _ in by_image[i]], device=self.device)
             grid, pooled = self.features(self.train.rows[images])
             concepts = tuple(x.to(self.device) for x in self.train.concepts(images))
             if scst:
                 loss, acc = self.scst_step(grid, pooled, concepts, [self.train.images[i] for i in images])
+                captions += len(images) * cfg.scst_samples
             else:
-                text = self.text_examples.batch(st["global_step"], cfg.text_batch) if self.text_examples else None
+                text = self.text_batch(st["global_step"])
                 loss, acc = self.train_step(grid, pooled, concepts, self.train.tokens[rows].to(self.device),
                                             targets_all[rows].to(self.device), local, text)
+                captions += len(rows) + (len(text.tokens) if text else 0)
             loss_avg = loss if loss_avg is None else 0.98 * loss_avg + 0.02 * loss
             acc_avg = acc if acc_avg is None else 0.98 * acc_avg + 0.02 * acc
             st["step_in_epoch"] = b + 1
@@ -239,44 +266,33 @@ class Trainer:
             bar.set_postfix({"loss": f"{loss_avg:.3f}", "reward" if scst else "acc": f"{acc_avg:.3f}",
                              "lr": f"{self.lr_at(st['global_step']):.1e}"})
             bar.update()
-            if self.stop_requested:
+            if world.anyone(self.stop_requested, self.device):  # every rank stops at the same step
                 st["elapsed"] += time.time() - start
                 bar.close()
                 raise Interrupted
             if st["global_step"] % cfg.save_every_steps == 0:
                 self.save_state()
         bar.close()
-        st["elapsed"] += time.time() - start
+        seconds = time.time() - start
+        st["elapsed"] += seconds
         st["train_loss"], st["train_acc"] = loss_avg, acc_avg
+        total = float(world.total(torch.tensor(float(captions), device=self.device)))
+        st["train_captions_per_second"] = total / seconds if seconds > 0 and captions else None
+
+    def text_batch(self, step: int) -> TextBatch | None:
+        """This rank's share of the step's text-only captions (``text_batch`` for each process)."""
+        if not self.text_examples:
+            return None
+        text = self.text_examples.batch(step, self.cfg.text_batch * self.world.size)
+        return text.rows(rank_share(np.arange(len(text.tokens)), self.world)).to(self.device)
 
     def train_step(self, grid, pooled, concepts, tokens, targets_, image_index,
                    text: TextBatch | None) -> tuple[float, float]:
         """One cross-entropy step on a batch of image captions and, with a text corpus, one of text-only captions."""
-        logits = self.model(grid, pooled, tokens, image_index, concepts)  # (captions, 1 + T, vocab)
-        loss, count = self._loss(logits, targets_)
-        mask = targets_ != 0
-        acc = ((logits.argmax(-1) == targets_) & mask).sum() / mask.sum()
-        if text is not None:
-            n, c = len(text.tokens), grid.shape[-1]
-            no_image = torch.zeros(n, dtype=torch.bool, device=self.device)
-            text_logits = self.model(grid.new_zeros(n, 1, c), pooled.new_zeros(n, c), text.tokens.to(self.device),
-                                     None, (text.concept_ids.to(self.device), text.concept_p.to(self.device)),
-                                     no_image)
-            text_loss, text_count = self._loss(text_logits, targets(text.tokens, self.vocab.eos_id).to(self.device))
-            loss, count = loss + text_loss, count + text_count
-        self._update(loss / count)
-        return (loss / count).item(), acc.item()
-
-    def _loss(self, logits, targets_) -> tuple[torch.Tensor, int]:
-        """Summed cross-entropy over the words (and <eos>) of ``targets_``, and how many there are; label
-        smoothing spreads over the tokens that can be said (not the empty slots' masked ones)."""
-        logp = logits.log_softmax(-1)
-        mask = targets_ != 0
-        nll = -logp.gather(-1, targets_[..., None])[..., 0]
-        sayable = logits > MASKED
-        smooth = -(logp * sayable).sum(-1) / sayable.sum(-1)
-        eps = self.cfg.label_smoothing
-        return (((1 - eps) * nll + eps * smooth) * mask).sum(), int(mask.sum())
+        loss, count, correct, image_tokens = self.objective("xe", grid, pooled, concepts, tokens, targets_,
+                                                            image_index, text)
+        self._update(global_mean(loss, count, self.world))
+        return (loss / count).item(), (correct / image_tokens).item()
 
     def _update(self, loss: torch.Tensor) -> None:
         for group in self.opt.param_groups:
@@ -292,11 +308,15 @@ class Trainer:
         return CiderD({n: [tokenize(c) for c in self.train.references[n]] for n in self.train.images})
 
     def scst_step(self, grid, pooled, concepts, images: list[str]) -> tuple[float, float]:
-        """One self-critical step: the loss, and the mean CIDEr-D reward of the sampled captions."""
-        loss, reward = scst_loss(self.model, grid, pooled, concepts, images, self.cfg.scst_samples,
-                                 self.cfg.max_words + 1, self.vocab, self.table.pairs(), self.cider)
-        self._update(loss)
-        return loss.item(), reward
+        """One self-critical step: the loss, and the mean CIDEr-D reward of the sampled captions.
+        Sampling and the loss both run without dropout: the policy as it will caption."""
+        self.model.eval()
+        tokens, advantage, reward = sample_and_score(self.model, grid, pooled, concepts, images, self.cfg.scst_samples,
+                                                     self.cfg.max_words + 1, self.vocab, self.table.pairs(), self.cider)
+        loss, count = self.objective("scst", grid, pooled, concepts, tokens, advantage)
+        self._update(global_mean(loss, count, self.world))
+        self.model.train()
+        return (loss / count).item(), reward
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -330,13 +350,18 @@ class Trainer:
                 "dev_BLEU-4": scores["BLEU-4"], "dev_CIDEr": scores["CIDEr"], "val_seconds": time.time() - start,
                 "dev_samples": dict(list(hyps.items())[:3])}
 
-    def end_epoch(self, metrics: dict) -> None:
+    def end_epoch(self, metrics: dict | None) -> None:
+        """Ends the epoch; rank 0, which validated (``metrics``), writes its row and the checkpoints."""
         st = self.state
         st["epoch"] += 1
         st["step_in_epoch"] = 0
+        if metrics is None:
+            return
         st["elapsed"] += metrics["val_seconds"]
         row = {"epoch": st["epoch"], "train_loss": st.get("train_loss"), "train_token_accuracy": st.get("train_acc"),
-               "lr": self.lr_at(st["global_step"]), "train_minutes": st["elapsed"] / 60, **metrics}
+               "lr": self.lr_at(st["global_step"]), "train_minutes": st["elapsed"] / 60,
+               "train_captions_per_second": st.get("train_captions_per_second"), "processes": self.world.size,
+               **metrics}
         rows = self.write_metrics(row)
         logger.info("epoch %d: %s", st["epoch"], {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
         if metrics["dev_CIDEr"] > st["best_cider"]:
@@ -376,10 +401,13 @@ class Trainer:
         save_checkpoint(self.out / "best.safetensors", self.model.state_dict(), info)
         logger.info("new best dev CIDEr %.4f: saved %s", row["dev_CIDEr"], self.out / "best.safetensors")
 
-    def summary(self) -> dict:
+    def summary(self) -> dict | None:
+        """What the run did (rank 0's; None on the other ranks)."""
+        if not self.world.main:
+            return None
         return {"out": str(self.out), "best_dev_CIDEr": self.state["best_cider"],
                 "train_minutes": round(self.state["elapsed"] / 60, 2)}
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig) -> dict | None:
     return Trainer(cfg).run()

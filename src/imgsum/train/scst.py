@@ -44,20 +44,13 @@ def rewards(tokens: torch.Tensor, images: Sequence[str], n: int, concept_ids: to
     return torch.tensor(out)
 
 
-def scst_loss(model: Decoder, grid, pooled, concepts, images: Sequence[str], n: int, max_len: int,
-              vocab: Vocabulary, pairs: Sequence[Sequence[str]], cider: CiderD) -> tuple[torch.Tensor, float]:
-    """The policy-gradient loss of one batch of images, and its mean reward."""
-    was_training = model.training
-    model.eval()  # sample and score the policy without dropout
+def sample_and_score(model: Decoder, grid, pooled, concepts, images: Sequence[str], n: int, max_len: int,
+                     vocab: Vocabulary, pairs: Sequence[Sequence[str]], cider: CiderD
+                     ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``n`` sampled captions per image (images * n, max_len), each one's advantage over its siblings'
+    mean reward (images * n,), and the mean reward. The loss is
+    :meth:`imgsum.train.objective.Objective.self_critical`'s."""
     tokens = sample(model, grid, pooled, n, max_len, vocab)
     reward = rewards(tokens.cpu(), images, n, concepts[0].cpu(), pairs, vocab, cider).view(-1, n)
     baseline = (reward.sum(1, keepdim=True) - reward) / (n - 1)
-    advantage = (reward - baseline).view(-1).to(grid.device)
-    inputs = torch.where(tokens == vocab.eos_id, torch.zeros_like(tokens), tokens)[:, :-1]
-    index = torch.arange(len(images), device=grid.device).repeat_interleave(n)
-    logits = model(grid, pooled, inputs, index, concepts)  # (images * n, max_len, vocab)
-    logp = logits.log_softmax(-1).gather(2, tokens[..., None])[..., 0]
-    mask = (tokens != 0).float()
-    loss = -(advantage[:, None] * logp * mask).sum() / mask.sum()
-    model.train(was_training)
-    return loss, float(reward.mean())
+    return tokens, (reward - baseline).view(-1).to(grid.device), float(reward.mean())

@@ -1,0 +1,71 @@
+"""What one training step computes with gradients, as one module: DDP wraps it, and sees one forward
+(the image captions and the text-only captions together) for each backward.
+
+Both objectives return sums, not means (the summed loss, the number of tokens it is over, and for
+cross-entropy the correctly predicted tokens of the image captions and their number), so that the trainer
+can divide by the whole batch's count across processes (:func:`imgsum.train.distributed.global_mean`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.decoders import Decoder
+from .examples import TextBatch, targets
+
+MASKED = -1e3  # logits below this are an empty slot's (the pointer masks them at -1e4)
+
+
+class Objective(nn.Module):
+    def __init__(self, decoder: Decoder, label_smoothing: float, eos_id: int) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.label_smoothing = label_smoothing
+        self.eos_id = eos_id
+
+    def forward(self, kind: str, *args, **kwargs) -> tuple[torch.Tensor, ...]:
+        if kind == "xe":
+            return self.cross_entropy(*args, **kwargs)
+        if kind == "scst":
+            return self.self_critical(*args, **kwargs)
+        raise ValueError(f"unknown objective {kind!r}")
+
+    def cross_entropy(self, grid, pooled, concepts, tokens, targets_, image_index,
+                      text: TextBatch | None = None) -> tuple[torch.Tensor, ...]:
+        """Label-smoothed cross-entropy of image captions and, with a text corpus, of text-only captions
+        (their grid hidden): (loss sum, tokens, correct image-caption tokens, image-caption tokens)."""
+        logits = self.decoder(grid, pooled, tokens, image_index, concepts)  # (captions, 1 + T, vocab)
+        loss, count = self.smoothed_nll(logits, targets_)
+        mask = targets_ != 0
+        correct = ((logits.argmax(-1) == targets_) & mask).sum()
+        if text is not None:
+            n, c = len(text.tokens), grid.shape[-1]
+            no_image = torch.zeros(n, dtype=torch.bool, device=grid.device)
+            text_logits = self.decoder(grid.new_zeros(n, 1, c), pooled.new_zeros(n, c), text.tokens,
+                                       None, (text.concept_ids, text.concept_p), no_image)
+            text_loss, text_count = self.smoothed_nll(text_logits, targets(text.tokens, self.eos_id))
+            loss, count = loss + text_loss, count + text_count
+        return loss, count, correct, mask.sum()
+
+    def smoothed_nll(self, logits, targets_) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy over the words (and <eos>) of ``targets_``, and how many there are; label
+        smoothing spreads over the tokens that can be said (not the empty slots' masked ones)."""
+        logp = logits.log_softmax(-1)
+        mask = targets_ != 0
+        nll = -logp.gather(-1, targets_[..., None])[..., 0]
+        sayable = logits > MASKED
+        smooth = -(logp * sayable).sum(-1) / sayable.sum(-1)
+        eps = self.label_smoothing
+        return (((1 - eps) * nll + eps * smooth) * mask).sum(), mask.sum()
+
+    def self_critical(self, grid, pooled, concepts, tokens, advantage) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy-gradient loss of sampled captions ``tokens`` (images * n, max_len; image i's are rows
+        i*n...) with their ``advantage`` (images * n,): (loss sum, tokens)."""
+        n = len(tokens) // len(grid)
+        inputs = torch.where(tokens == self.eos_id, torch.zeros_like(tokens), tokens)[:, :-1]
+        index = torch.arange(len(grid), device=grid.device).repeat_interleave(n)
+        logits = self.decoder(grid, pooled, inputs, index, concepts)  # (images * n, max_len, vocab)
+        logp = logits.log_softmax(-1).gather(2, tokens[..., None])[..., 0]
+        mask = (tokens != 0).float()
+        return -(advantage[:, None] * logp * mask).sum(), mask.sum()
