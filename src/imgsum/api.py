@@ -35,6 +35,13 @@ class CaptionResult:
     def ok(self) -> bool:
         return self.error is None
 
+    def to_row(self) -> dict:
+        """The result as one output row, the same for every writer (``imgsum caption --format jsonl``, the Ray
+        engine's part files): ``{"image", "caption", "concepts": [{"word", "p"}, ...]}``, or ``{"image", "error"}``."""
+        if not self.ok:
+            return {"image": self.image, "error": self.error}
+        return {"image": self.image, "caption": self.caption, "concepts": [c.to_dict() for c in self.concepts]}
+
 
 def _label(source: ImageInput, i: int) -> str:
     return str(source) if isinstance(source, (str, Path)) else f"<image {i}>"

@@ -28,12 +28,25 @@ def _caption_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="shipped model name (default, gpt, lstm) or a checkpoint path")
     decoding.add_arguments(p)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--format", choices=("text", "jsonl", "csv"), default="text")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    p.add_argument("--format", choices=("text", "jsonl", "csv", "parquet"), default=None,
+                   help="text, jsonl or csv on stdout (default: text); with --engine ray, the part files' format: "
+                        "jsonl (default) or parquet")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the model (with --engine ray: per actor, default 1)")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="onnx: ONNX Runtime (the default, except for a checkpoint file); "
                         "torch: PyTorch (pip install 'imgsum[train]')")
     p.add_argument("--workers", type=int, default=2, help="threads that decode images ahead of the model")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process, rows on stdout; ray: a Ray cluster's actors, rows into part files in "
+                        "--out, resumable (pip install 'imgsum[scale]')")
+    p.add_argument("--out", default=None, help="--engine ray: the output folder (made if absent; rerunning skips "
+                                                "the images already in it)")
+    p.add_argument("--ray-address", default=None,
+                   help="--engine ray: the cluster (ray://HOST:10001, or auto for the one `ray start` made here); "
+                        "default: start a local Ray instance")
+    p.add_argument("--ray-workers", type=int, default=None, help="--engine ray: actors, each loads the model once "
+                                                                 "(default: 2)")
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
@@ -41,16 +54,22 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from .decoding import overrides_from
     from .images import find_images
 
+    usage = _engine_usage_error(args)
+    if usage:
+        logger.error("%s", usage)
+        return 2
     paths = find_images(args.paths)
     if not paths:
         logger.error("no images found in %s", " ".join(args.paths))
         return 2
+    if args.engine == "ray":
+        return _caption_on_ray(args, paths)
     try:
         captioner = Captioner.load(args.model, backend=args.backend, threads=args.threads)
     except BackendUnavailable as err:
         logger.error("%s", err)
         return 2
-    write = _writer(args.format)
+    write = _writer(args.format or "text")
     failed = 0
     progress = None
     if len(paths) > 4:
@@ -74,6 +93,50 @@ def cmd_caption(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _engine_usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the engine's options, if anything."""
+    if args.engine == "ray":
+        if not args.out:
+            return "--engine ray writes its rows into part files: give the output folder with --out DIR"
+        if args.format not in (None, "jsonl", "parquet"):
+            return f"--engine ray writes jsonl or parquet part files, not {args.format}"
+        return None
+    given = [flag for flag, value in (("--out", args.out), ("--ray-address", args.ray_address),
+                                      ("--ray-workers", args.ray_workers)) if value is not None]
+    if given:
+        return f"{', '.join(given)}: only with --engine ray (the local engine writes its rows to stdout)"
+    if args.format == "parquet":
+        return "--format parquet: only with --engine ray and --out (on stdout: text, jsonl or csv)"
+    return None
+
+
+def _caption_on_ray(args: argparse.Namespace, paths: list[str]) -> int:
+    """``imgsum caption --engine ray``: the rows into part files in ``--out``; exit status 1 if any image failed."""
+    from .decoding import overrides_from
+
+    try:
+        from ray.exceptions import RayError
+
+        from .scale.ray_caption import caption_on_ray
+    except ImportError as err:
+        logger.error("--engine ray needs Ray Data and pyarrow (%s): pip install 'imgsum[scale]'", err)
+        return 2
+    try:
+        summary = caption_on_ray(paths, args.out, model=args.model, address=args.ray_address,
+                                 workers=args.ray_workers or 2, batch_size=args.batch_size,
+                                 fmt=args.format or "jsonl", threads=args.threads or 1, backend=args.backend,
+                                 progress=len(paths) > 4, quiet=not args.verbose, **overrides_from(args))
+    except KeyboardInterrupt:
+        logger.error("stopped: the rows made so far are in %s; the same command goes on from there", args.out)
+        return 130
+    except RayError as err:
+        logger.error("the Ray job failed (the rows made so far are in %s): %s", args.out, err)
+        return 1
+    if summary.errors:
+        logger.error("%d of %d images could not be captioned", summary.errors, summary.written)
+    return 1 if summary.errors else 0
+
+
 def _writer(fmt: str) -> Callable:
     """Writes one result to stdout and flushes it, so that a row is on disk as soon as it is made."""
 
@@ -95,12 +158,6 @@ def _concepts_cell(r: CaptionResult) -> str:
     return "; ".join(f"{c.word} {c.p:.2f}" for c in r.concepts)
 
 
-def _jsonl_row(r: CaptionResult) -> dict:
-    if not r.ok:
-        return {"image": r.image, "error": r.error}
-    return {"image": r.image, "caption": r.caption, "concepts": [c.to_dict() for c in r.concepts]}
-
-
 def _rows(fmt: str, out) -> Callable[[CaptionResult], None]:
     if fmt == "csv":
         w = csv.writer(out)
@@ -109,7 +166,7 @@ def _rows(fmt: str, out) -> Callable[[CaptionResult], None]:
         return lambda r: (w.writerow([r.image, r.caption or "", r.error or "", _concepts_cell(r)]), out.flush())
     if fmt == "jsonl":
         def jsonl(r: CaptionResult) -> None:
-            out.write(json.dumps(_jsonl_row(r)) + "\n")
+            out.write(json.dumps(r.to_row()) + "\n")
             out.flush()
         return jsonl
 
