@@ -46,6 +46,9 @@ class DecodingOptions:
     block_repeats: bool = field(default=False, metadata={
         "help": "never say a word a third time (a, the, and, in, on, of, with excepted), a two-word sequence "
                 "a third time, nor a three-word sequence twice"})
+    concepts_once: bool = field(default=False, metadata={
+        "help": "with block_repeats: never say a word of the image's visual concepts a second time "
+                "(no 'a chair is sitting on a chair')"})
 
     def with_overrides(self, **overrides: Any) -> "DecodingOptions":
         """These options with each override that is not None in place (None keeps the value here)."""
@@ -200,18 +203,23 @@ class RepeatBlock:
     vocabulary ids; a word outside the vocabulary gets a negative id of its own), so that repetitions are
     counted on the words a caption shows: "tennis" then ``<c0>`` meaning "tennis ball" say "tennis" twice."""
 
-    def __init__(self, free: Sequence[int], aliases: Callable[[Any], list[dict[int, list[int]]]] | None = None) -> None:
+    def __init__(self, free: Sequence[int], aliases: Callable[[Any], list[dict[int, list[int]]]] | None = None,
+                 concepts_once: bool = False) -> None:
         self.free = frozenset(free)
         self.aliases = aliases
+        self.concepts_once = concepts_once  # the words the slots say, once at most
         self.says: list[dict[int, list[int]]] | None = None
 
     def begin(self, state) -> None:
         self.says = self.aliases(state) if self.aliases else None
 
     def banned(self, seq: list[int], says: dict[int, list[int]] | None = None) -> list[int]:
+        once: set[int] = set()
         if says:
             seq = [w for t in seq for w in says.get(t, [t])]
-        out = [t for t in set(seq) if t not in self.free and seq.count(t) >= 2]
+            if self.concepts_once:
+                once = {w for words in says.values() for w in words}
+        out = [t for t in set(seq) if t not in self.free and (seq.count(t) >= 2 or t in once)]
         if seq:
             after = [seq[i + 1] for i in range(len(seq) - 1) if seq[i] == seq[-1]]  # what followed the last word
             out += [t for t in set(after) if after.count(t) >= 2]
@@ -363,7 +371,7 @@ def search_captions(stepper: Stepper, grid, pooled, vocab: Vocabulary, options: 
     slot tokens become their concept's word. ``concepts``: the model's (word, plural) pairs by concept id."""
     first = _FirstState(stepper)
     free = [vocab.stoi[w] for w in FREE_WORDS if w in vocab.stoi]
-    repeats = RepeatBlock(free, SlotAliases(stepper, vocab, concepts))
+    repeats = RepeatBlock(free, SlotAliases(stepper, vocab, concepts), options.concepts_once)
     rows = search(first, grid, pooled, vocab.eos_id, options, vocab.never_emitted, repeats)
     ids, p = stepper.concepts(first.first)
     out = []

@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("lr", "weight_decay", "clip", "label_smoothing", "scst_lr", "mention", "concept_boost"):
         p.add_argument("--" + name.replace("_", "-"), type=float)
+    p.add_argument("--concepts-once", action="store_true", default=None,
+                   help="the model's decoding default: say a visual concept's words once at most")
     p.add_argument("--text", help="captions without images (image,caption CSV, e.g. Flickr30k's) for text-only training")
     p.add_argument("--text-split", help="keep the text captions of the images listed in this file")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")

@@ -38,6 +38,7 @@ class TrainConfig:
     beam: int = 3
     mention: float = 0.0  # the model's decoding defaults (imgsum.decoding.DecodingOptions), chosen on dev sets
     concept_boost: float = 0.0
+    concepts_once: bool = False
     val_images: int = 0  # dev images decoded each epoch for BLEU/CIDEr (0: all)
     seed: int = 0
     threads: int = 0  # torch threads (0: torch's default)

@@ -59,7 +59,8 @@ class Trainer:
         self.cfg = cfg
         # validation's, and the model's
         self.decoding = DecodingOptions(beam=cfg.beam, max_len=cfg.max_words + 1, block_repeats=True,
-                                        mention=cfg.mention, concept_boost=cfg.concept_boost)
+                                        mention=cfg.mention, concept_boost=cfg.concept_boost,
+                                        concepts_once=cfg.concepts_once)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.world = World.from_env()
