@@ -15,9 +15,15 @@ def banned(seq: list[int], concepts_once: bool = False, says: dict | None = SAYS
 
 
 def test_a_word_a_third_time_is_blocked_but_not_a_free_word() -> None:
-    assert DOG not in banned([A, DOG], says=None)
-    assert DOG in banned([A, DOG, RUNS, A, DOG], says=None)
-    assert A not in banned([A, DOG, A, CHAIR, A], says=None)
+    assert DOG not in banned([A, DOG, RUNS], says=None)
+    assert DOG in banned([A, DOG, RUNS, A, DOG, ON], says=None)
+    assert A not in banned([A, DOG, A, CHAIR, A, RUNS], says=None)
+
+
+def test_the_word_just_said_is_blocked_even_a_free_one() -> None:
+    assert DOG in banned([A, DOG], says=None)  # no "a dog dog"
+    assert A in banned([ON, A], says=None)
+    assert SLOT0 in banned([A, DOG])  # nor "dog" then <c0>, which says "dog"
 
 
 def test_a_three_word_sequence_twice_and_a_two_word_one_three_times_are_blocked() -> None:
@@ -37,5 +43,5 @@ def test_concepts_once_blocks_a_concept_word_the_second_time_and_its_slot_token(
     seq = [A, SLOT0, RUNS, ON, A]  # "a dog runs on a"
     assert DOG not in banned(seq) and SLOT0 not in banned(seq)  # the plain rule allows a second "dog"
     assert {DOG, SLOT0} <= banned(seq, concepts_once=True)
-    assert CHAIR not in banned(seq + [CHAIR], concepts_once=True)  # not a concept: the plain rule
+    assert CHAIR not in banned(seq + [CHAIR, ON], concepts_once=True)  # not a concept: the plain rule
     assert {BALL, SLOT1} <= banned([A, BALL], concepts_once=True)  # a word of a two-word concept

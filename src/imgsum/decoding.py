@@ -44,8 +44,8 @@ class DecodingOptions:
     concept_boost: float = field(default=0.0, metadata={
         "help": "added to the log-probability of saying a visual concept, times the concept's probability"})
     block_repeats: bool = field(default=False, metadata={
-        "help": "never say a word a third time (a, the, and, in, on, of, with excepted), a two-word sequence "
-                "a third time, nor a three-word sequence twice"})
+        "help": "never say a word twice in a row, nor a third time (a, the, and, in, on, of, with excepted), a "
+                "two-word sequence a third time, nor a three-word sequence twice"})
     concepts_once: bool = field(default=False, metadata={
         "help": "with block_repeats: never say a word of the image's visual concepts a second time "
                 "(no 'a chair is sitting on a chair')"})
@@ -196,8 +196,9 @@ def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len:
 
 
 class RepeatBlock:
-    """Which next words would make a caption repeat itself: a word said twice already (unless ``free``), the
-    word that would say a two-word sequence a third time, or a three-word sequence a second time.
+    """Which next words would make a caption repeat itself: the word just said, a word said twice already (unless
+    ``free``), the word that would say a two-word sequence a third time, or a three-word sequence a second time;
+    with ``concepts_once``, a word of the image's concepts said once already.
 
     ``aliases``, given the state ``start`` made, says for each image which words each slot token says (as
     vocabulary ids; a word outside the vocabulary gets a negative id of its own), so that repetitions are
@@ -221,6 +222,7 @@ class RepeatBlock:
                 once = {w for words in says.values() for w in words}
         out = [t for t in set(seq) if t not in self.free and (seq.count(t) >= 2 or t in once)]
         if seq:
+            out.append(seq[-1])  # never the same word twice in a row ("is is")
             after = [seq[i + 1] for i in range(len(seq) - 1) if seq[i] == seq[-1]]  # what followed the last word
             out += [t for t in set(after) if after.count(t) >= 2]
         if len(seq) >= 2:
