@@ -334,6 +334,19 @@ def test_save_writes_image_sidecars_metadata_and_captioned_picture(client, serve
         assert captioned.height > captioned.width * original.height / original.width
 
 
+def test_save_keeps_the_concepts_in_the_sidecar_and_refuses_malformed_ones(client, sample_photos):
+    photo = sample_photos[1]
+    concepts = [{"word": "cat", "p": 0.81}, {"word": "tabby", "p": 0.42}]
+    r = save(client, photo_bytes(photo), photo.name, concepts=json.dumps(concepts))
+    assert r.status_code == 200, r.text
+    record = json.loads((Path(r.json()["folder"]) / r.json()["files"]["json"]).read_text())
+    assert record["concepts"] == concepts
+    r = save(client, photo_bytes(photo), photo.name)  # without them (an older page): null
+    assert json.loads((Path(r.json()["folder"]) / r.json()["files"]["json"]).read_text())["concepts"] is None
+    for bad in ("not json", '{"word": "cat"}', '[{"word": "cat", "p": 7}]', '[{"p": 0.5}]'):
+        assert_error(save(client, photo_bytes(photo), photo.name, concepts=bad), 422, "concepts")
+
+
 def test_save_embeds_a_png_text_chunk_and_converts_other_formats(client, sample_photos):
     picture = Image.open(sample_photos[0]).convert("RGB")
     r = save(client, encode(picture, "PNG"), "astro.png", caption="a woman in a suit")

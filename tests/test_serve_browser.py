@@ -138,6 +138,7 @@ def test_upload_generate_save_and_find_the_caption_in_the_saved_image(page, serv
     record = json.loads((folder / "chelsea.json").read_text())
     assert (record["model"], record["settings"]["beam"], record["source"]) == ("lstm", 1, "upload")
     assert record["seconds"] > 0
+    assert [(c["word"], percent(c["p"])) for c in record["concepts"]] == concept_tags(page)  # the page's tags
 
 
 def test_concept_tags_are_cleared_when_a_new_image_is_chosen(page):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, AsyncIterator
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -306,6 +307,9 @@ async def save(request: Request,
                seconds: Annotated[float | None, Form(ge=0, description="how long captioning took")] = None,
                sample_id: Annotated[str | None, Form(description="the id /api/sample gave, for its credits")] = None,
                filename: Annotated[str | None, Form(description="a name to save under (cleaned; default: the upload's)")] = None,
+               concepts: Annotated[str | None, Form(max_length=4000, description=(
+                   'the concepts /api/caption gave, as JSON: [{"word": "cat", "p": 0.81}, ...]; kept in the .json '
+                   "sidecar"))] = None,
                ) -> SaveResponse:
     """Writes into the output folder: the image with the caption in its metadata, ``.txt`` and ``.json``
     sidecars, and a captioned picture. No field can write outside that folder."""
@@ -315,6 +319,7 @@ async def save(request: Request,
         raise ApiError(422, "caption: must not be empty")
     name = _model_name(request, model) if model else None
     options = _decoding(request, name, beam)
+    seen = _concepts(concepts)
     photo = None
     if sample_id:
         photo = request.app.state.samples.get(sample_id)
@@ -324,6 +329,7 @@ async def save(request: Request,
     picture = (await _open_pictures(request, [upload], CAPTIONED_WIDTH[1], square=False))[0]
     stem = safe_stem(filename or image.filename or (photo.filename if photo else None))
     record = _save_record(request, text, name, options, seconds, upload, photo, image.filename)
+    record["concepts"] = seen
     artist = photo.attribution.photographer if photo and photo.attribution else None
     try:
         folder = output_folder(Path(settings.output_dir))
@@ -336,6 +342,22 @@ async def save(request: Request,
     return SaveResponse(folder=str(saved.folder), stem=saved.stem, caption=text,
                         files={"image": saved.image, "text": saved.text, "json": saved.json,
                                "captioned": saved.captioned})
+
+
+CONCEPT_LIST = TypeAdapter(list[ConceptModel])
+
+
+def _concepts(text: str | None) -> list[dict] | None:
+    """The ``concepts`` field of /api/save: a JSON list of ``{word, p}`` (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return [c.model_dump() for c in CONCEPT_LIST.validate_json(text)]
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ApiError(422, f"concepts: {where + ': ' if where else ''}{first['msg']} (a JSON list of "
+                            '{"word", "p"} objects, as /api/caption gives)') from err
 
 
 def _save_record(request: Request, caption: str, model: str | None, options: DecodingOptions | None,

@@ -159,7 +159,7 @@ async function generate() {
   try {
     const r = await api("/api/caption", { method: "POST", body: form });
     const seconds = (performance.now() - started) / 1000;
-    state.result = { caption: r.caption, model: r.model, beam: r.beam, seconds };
+    state.result = { caption: r.caption, concepts: r.concepts || [], model: r.model, beam: r.beam, seconds };
     ui.caption.classList.remove("busy");
     ui.caption.textContent = r.caption;
     showConcepts(r.concepts || []);
@@ -187,6 +187,7 @@ async function save() {
   form.append("model", state.result.model);
   form.append("beam", String(state.result.beam));
   form.append("seconds", state.result.seconds.toFixed(3));
+  form.append("concepts", JSON.stringify(state.result.concepts));
   if (state.image.sampleId) form.append("sample_id", state.image.sampleId);
   try {
     const r = await api("/api/save", { method: "POST", body: form });
