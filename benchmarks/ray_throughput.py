@@ -144,8 +144,8 @@ def render_markdown(result: dict) -> str:
     base = result["entries"][0]["images_per_second"]
     lines = [f"Measured {result['date']} on {machine_line(result['machine'])}; {result['images']} Flickr8k test "
              f"images, model `{result['model']}`, batch {result['batch_size']}, one run. Other work on the machine "
-             f"kept {result['background_cores']:.2f} of its {result['machine']['cores']} cores busy before the run "
-             "(the figures are disturbed by it).", "",
+             f"kept {result['background_cores']:.2f} of its {result['machine']['cores']} cores busy before the run"
+             + (" (the figures are disturbed by it)." if result["background_cores"] > 0.1 else "."), "",
              f"Ray start-up (a local instance): {result['ray_start_seconds']:.1f} s, not included below.", "",
              "| system | seconds | images/s | vs one process | first rows after | images/s after the first rows "
              "| busy cores | same captions |",
