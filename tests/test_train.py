@@ -37,6 +37,23 @@ def test_training_writes_a_complete_run_folder(tmp_path, decoder):
 
 
 @pytest.mark.slow
+def test_release_decoding_is_the_checkpoints_and_validation_keeps_its_own(tmp_path, caplog):
+    config = tmp_path / "release.toml"
+    config.write_text("concept_boost = 1.5\nrelease_decoding = { concept_boost = 4.0, length_penalty = 1.0, "
+                      "concepts_once = true }\n")
+    out = tmp_path / "run"
+    assert main(["train", str(CAPTIONS), "--config", str(config), "--out", str(out), "--epochs", "1",
+                 "--cache-dir", str(tmp_path / "cache"), *TINY]) == 0
+    info = CaptionModel.from_checkpoint(out / "best.safetensors").info
+    assert (info.decoding.concept_boost, info.decoding.length_penalty, info.decoding.concepts_once) == (4.0, 1.0, True)
+    assert info.decoding.block_repeats  # the rest as validation's
+    assert info.training["config"]["concept_boost"] == 1.5  # what validation used to pick the epoch
+    config.write_text("release_decoding = { beam_width = 5 }\n")  # not a decoding option: refused before any work
+    assert main(["train", str(CAPTIONS), "--config", str(config), "--out", str(tmp_path / "bad"), *TINY]) == 2
+    assert "release_decoding: unknown decoding option(s) beam_width" in caplog.text
+
+
+@pytest.mark.slow
 def test_features_are_cached_and_reused(tmp_path):
     args = ["train", str(CAPTIONS), "--epochs", "1", "--cache-dir", str(tmp_path / "cache"), *TINY]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0

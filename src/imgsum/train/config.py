@@ -39,6 +39,9 @@ class TrainConfig:
     mention: float = 0.0  # the model's decoding defaults (imgsum.decoding.DecodingOptions), chosen on dev sets
     concept_boost: float = 0.0
     concepts_once: bool = False
+    # The best checkpoint's stored decoding defaults, where they differ from the ones above (which validation
+    # uses to pick the best epoch): settings chosen on the dev sets after a run, e.g. {concept_boost = 4.0}.
+    release_decoding: dict = field(default_factory=dict)
     val_images: int = 0  # dev images decoded each epoch for BLEU/CIDEr (0: all)
     seed: int = 0
     threads: int = 0  # torch threads (0: torch's default)

@@ -57,10 +57,14 @@ class SaveFailed(Exception):
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
-        # validation's, and the model's
+        # validation's (and the model's, unless ``release_decoding`` changes some)
         self.decoding = DecodingOptions(beam=cfg.beam, max_len=cfg.max_words + 1, block_repeats=True,
                                         mention=cfg.mention, concept_boost=cfg.concept_boost,
                                         concepts_once=cfg.concepts_once)
+        try:  # the model's stored defaults
+            self.release = self.decoding.with_overrides(**cfg.release_decoding)
+        except TypeError as err:
+            raise ValueError(f"release_decoding: {err}") from err
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.world = World.from_env()
@@ -394,7 +398,7 @@ class Trainer:
             encoder=self.encoder_name, preprocess=self.preprocess, decoder=self.model.config,
             vocab=self.vocab.to_list(),
             concepts=self.table.pairs(),
-            decoding=self.decoding,
+            decoding=self.release,
             training={**self.data_info, "epoch": row["epoch"], "train_minutes": round(row["train_minutes"], 2),
                       "config": self.cfg.to_dict()},
             metrics={"dev": {k: v for k, v in row.items() if k.startswith("dev_") and k != "dev_samples"}},
