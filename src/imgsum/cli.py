@@ -123,7 +123,7 @@ def _caption_on_ray(args: argparse.Namespace, paths: list[str]) -> int:
         return 2
     try:
         summary = caption_on_ray(paths, args.out, model=args.model, address=args.ray_address,
-                                 workers=args.ray_workers or 2, batch_size=args.batch_size,
+                                 workers=args.ray_workers or 2, batch_size=args.batch_size, readers=args.workers,
                                  fmt=args.format or "jsonl", threads=args.threads or 1, backend=args.backend,
                                  progress=len(paths) > 4, quiet=not args.verbose, **overrides_from(args))
     except KeyboardInterrupt:

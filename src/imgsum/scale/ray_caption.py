@@ -87,9 +87,10 @@ class CaptionActor:
     """
 
     def __init__(self, model: str, backend: str | None, threads: int, batch_size: int, overrides: dict,
-                 done: frozenset[str] = frozenset()) -> None:
+                 done: frozenset[str] = frozenset(), readers: int = 2) -> None:
         self.captioner = Captioner.load(model, backend=backend, threads=threads)
         self.batch_size = batch_size
+        self.readers = readers  # threads that read and preprocess the next images beside the model
         self.overrides = overrides
         self.done = done
 
@@ -100,7 +101,7 @@ class CaptionActor:
             labels = sources = [str(p) for p in batch["image"]]
         todo = [i for i, label in enumerate(labels) if label not in self.done]
         results = self.captioner.caption_batch([sources[i] for i in todo], batch_size=self.batch_size,
-                                               **self.overrides)
+                                               workers=self.readers, **self.overrides)
         rows, failed = [""] * len(labels), [False] * len(labels)
         for i, r in zip(todo, results):
             rows[i], failed[i] = json.dumps(replace(r, image=labels[i]).to_row()), not r.ok
@@ -110,13 +111,14 @@ class CaptionActor:
 
 def caption_on_ray(source: Sequence[str | Path] | ray.data.Dataset, out: str | Path, model: str = "default",
                    address: str | None = None, workers: int = 2, batch_size: int = 16, fmt: str = "jsonl",
-                   threads: int = 1, backend: str | None = None, rows_per_part: int = 1000,
+                   threads: int = 1, backend: str | None = None, rows_per_part: int = 1000, readers: int = 2,
                    progress: bool = True, quiet: bool = True, **overrides) -> RaySummary:
     """Captions ``source`` on Ray into the part files of the folder ``out``; see the module's description.
 
     ``address``: a Ray cluster (``ray://HOST:10001``, ``auto``); None starts a local Ray instance, unless this
     process is already connected to one, which is then used (and left running). ``workers`` actors of
-    ``threads`` CPUs each; ``batch_size`` images per batch; a part file every ``rows_per_part`` rows (and at
+    ``threads`` CPUs each (the model's threads), each reading its next images on ``readers`` more threads
+    (``imgsum caption --workers``); ``batch_size`` images per batch; a part file every ``rows_per_part`` rows (and at
     the end, and when stopped). ``quiet`` keeps Ray's own log lines off the terminal (they stay in its session
     logs). ``overrides``: decoding options, as for :meth:`Captioner.caption` (``beam=5``).
     """
@@ -142,7 +144,7 @@ def caption_on_ray(source: Sequence[str | Path] | ray.data.Dataset, out: str | P
         dataset = source if todo is None else ray.data.from_items(
             [{"image": p} for p in todo], override_num_blocks=_blocks(len(todo), batch_size, workers))
         actor_args = {"model": model, "backend": backend, "threads": threads, "batch_size": batch_size,
-                      "overrides": overrides, "done": frozenset(done) if todo is None else frozenset()}
+                      "overrides": overrides, "readers": readers, "done": frozenset(done) if todo is None else frozenset()}
         rows = dataset.map_batches(CaptionActor, batch_size=batch_size, batch_format="numpy", num_cpus=threads,
                                    compute=ray.data.ActorPoolStrategy(size=workers), fn_constructor_kwargs=actor_args)
         bar = tqdm(total=None if todo is None else len(todo), unit="img", desc="captioning on ray", file=sys.stderr,
