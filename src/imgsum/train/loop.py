@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..checkpoint import save_checkpoint
@@ -33,11 +34,9 @@ from ..models.decoders import TorchStepper, create_decoder
 from ..models.encoders import create_encoder
 from ..text import Vocabulary, tokenize
 from .config import TrainConfig
+from .distributed import World, global_mean, rank_share
 from .examples import Split, TextBatch, TextExamples, build_split, targets
 from .features import FeatureCache, extract_features
-from torch.nn.parallel import DistributedDataParallel
-
-from .distributed import World, global_mean, rank_share
 from .objective import Objective
 from .reward import CiderD
 from .scst import sample_and_score
@@ -216,8 +215,9 @@ class Trainer:
                         self.world.barrier()
                 except Interrupted:
                     self.save_state()
-                    logger.warning("interrupted: state saved to %s; run the same command again to resume",
-                                   self.out / "last.pt")
+                    if self.world.main:
+                        logger.warning("interrupted: state saved to %s; run the same command again to resume",
+                                       self.out / "last.pt")
                     raise
         finally:
             for s, h in handlers.items():
@@ -229,7 +229,8 @@ class Trainer:
         if self.stop_requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
         self.stop_requested = True
-        logger.warning("stopping after this batch (signal %d)...", signum)
+        if self.world.main:
+            logger.warning("stopping after this batch (signal %d)...", signum)
 
     def epoch_steps(self, scst: bool) -> int:
         images = self.cfg.scst_images if scst else self.cfg.epoch_images
