@@ -328,8 +328,7 @@ async def save(request: Request,
     upload = await _read_upload(request, image, 0)
     picture = (await _open_pictures(request, [upload], CAPTIONED_WIDTH[1], square=False))[0]
     stem = safe_stem(filename or image.filename or (photo.filename if photo else None))
-    record = _save_record(request, text, name, options, seconds, upload, photo, image.filename)
-    record["concepts"] = seen
+    record = _save_record(request, text, name, options, seconds, upload, photo, image.filename, seen)
     artist = photo.attribution.photographer if photo and photo.attribution else None
     try:
         folder = output_folder(Path(settings.output_dir))
@@ -361,8 +360,10 @@ def _concepts(text: str | None) -> list[dict] | None:
 
 
 def _save_record(request: Request, caption: str, model: str | None, options: DecodingOptions | None,
-                 seconds: float | None, upload: Upload, photo: Photo | None, original_name: str | None) -> dict:
-    """The .json sidecar: the caption, the model and its settings, the time, the image and its source."""
+                 seconds: float | None, upload: Upload, photo: Photo | None, original_name: str | None,
+                 concepts: list[dict] | None) -> dict:
+    """The .json sidecar: the caption, the model and its settings, the concepts the page showed, the time, the
+    image and its source."""
     model_info = None
     if model is not None and options is not None:
         info = request.app.state.captioners[model].info
@@ -371,6 +372,7 @@ def _save_record(request: Request, caption: str, model: str | None, options: Dec
         "caption": caption,
         "model": model,
         "settings": model_info,
+        "concepts": concepts,
         "seconds": seconds,
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": photo.source if photo else "upload",

@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", help="encoder name (default efficientnet_lite0)")
     p.add_argument("--random-encoder", action="store_true", default=None, help="allow an encoder with random weights")
     p.add_argument("--decoder", help="lstm or gpt")
-    for name in ("epochs", "batch_images", "epoch_images", "warmup_steps", "min_count", "max_words", "beam", "val_images", "seed",
-                 "threads", "text_batch", "scst_epochs", "scst_samples", "scst_images"):
+    for name in ("epochs", "batch_images", "epoch_images", "warmup_steps", "min_count", "max_words", "beam",
+                 "val_images", "seed", "threads", "text_batch", "scst_epochs", "scst_samples", "scst_images"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("lr", "weight_decay", "clip", "label_smoothing", "scst_lr", "mention", "concept_boost"):
         p.add_argument("--" + name.replace("_", "-"), type=float)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -68,9 +69,6 @@ class TextBatch:
     concept_p: torch.Tensor
     tokens: torch.Tensor  # (captions, max_words)
 
-    def rows(self, index) -> "TextBatch":
-        return TextBatch(self.concept_ids[index], self.concept_p[index], self.tokens[index])
-
     def to(self, device: torch.device) -> "TextBatch":
         return TextBatch(self.concept_ids.to(device), self.concept_p.to(device), self.tokens.to(device))
 
@@ -87,13 +85,16 @@ class TextExamples:
     def __len__(self) -> int:
         return len(self.text.words)
 
-    def batch(self, step: int, size: int) -> TextBatch:
-        """The ``step``-th batch: the same for the same step, so that a resumed run sees what it would have."""
+    def batch(self, step: int, size: int, keep: Sequence[int] | None = None) -> TextBatch:
+        """The ``step``-th batch: the same for the same step, so that a resumed run sees what it would have.
+        ``keep``: the positions of it to make (a process's share; all by default); every draw is still taken,
+        so that a position gets the same caption and concepts whichever positions are kept."""
         rng = random.Random(self.seed * 1_000_003 + step)
         picks = [rng.randrange(len(self)) for _ in range(size)]
+        draws = [self.noise.draw(self.text.named[i], rng) for i in picks]
         ids, ps, toks = [], [], []
-        for i in picks:
-            cid, p = self.noise.draw(self.text.named[i], rng)
+        for j in range(size) if keep is None else keep:
+            i, (cid, p) = picks[j], draws[j]
             t = encode_words(self.text.words[i], cid, self.table, self.vocab, self.max_words)
             ids.append(cid)
             ps.append(p)

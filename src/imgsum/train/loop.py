@@ -289,8 +289,8 @@ class Trainer:
         """This rank's share of the step's text-only captions (``text_batch`` for each process)."""
         if not self.text_examples:
             return None
-        text = self.text_examples.batch(step, self.cfg.text_batch * self.world.size)
-        return text.rows(rank_share(np.arange(len(text.tokens)), self.world)).to(self.device)
+        size = self.cfg.text_batch * self.world.size
+        return self.text_examples.batch(step, size, rank_share(np.arange(size), self.world).tolist()).to(self.device)
 
     def train_step(self, grid, pooled, concepts, tokens, targets_, image_index,
                    text: TextBatch | None) -> tuple[float, float]:
