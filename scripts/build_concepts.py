@@ -76,6 +76,7 @@ def plurals(folder: Path) -> dict[str, str]:
 
 
 def plural_of(word: str, irregular: dict[str, str]) -> str:
+    """WordNet's irregular plural, or the spelling rule's. (Frequencies count a word with this form.)"""
     if word in irregular:
         return irregular[word]
     if re.search(r"(s|x|z|ch|sh)$", word):
@@ -83,6 +84,23 @@ def plural_of(word: str, irregular: dict[str, str]) -> str:
     if re.search(r"[^aeiou]y$", word):
         return word[:-1] + "ies"
     return word + "s"
+
+
+QUANTIFIERS = ("two", "three", "four", "five", "several", "many", "few", "group of", "herd of", "pair of")
+
+
+def caption_plural(word: str, irregular: dict[str, str], counts: Counter) -> str:
+    """The plural a slot token says: :func:`plural_of`'s form if captions use it; otherwise the word itself when
+    it already ends in a plural "s" ("binoculars", "clothes") or captions often put it after a number or
+    quantifier ("two sheep": at least 3 times and in a tenth of its uses; "two volleyball players" is not
+    evidence); otherwise :func:`plural_of`'s form."""
+    plural = plural_of(word, irregular)
+    if counts[plural] > 0:
+        return plural
+    after_number = sum(counts[f"{q} {word}"] for q in QUANTIFIERS)
+    if re.search(r"[^su]s$", word) or (after_number >= 3 and after_number >= 0.1 * counts[word]):
+        return word
+    return plural
 
 
 def caption_counts(files: list[Path]) -> Counter:
@@ -157,7 +175,7 @@ def build(wordnet: Path, synsets: list[str], counts: Counter, min_count: int, ma
     return {
         "about": "ImageNet classes -> caption words; built by scripts/build_concepts.py from WordNet 3.0",
         "nodes": ["n" + n for n in nodes],
-        "concepts": [{"word": w, "plural": plural_of(w, irregular), "synset": "n" + concepts[w],
+        "concepts": [{"word": w, "plural": caption_plural(w, irregular, counts), "synset": "n" + concepts[w],
                       "count": freq(w), "ancestors": [node_index[a] for a in ancestors(concepts[w], hypernyms)]}
                      for w in words],
         "classes": classes,

@@ -1,11 +1,15 @@
-"""Sets a checkpoint's decoding defaults, chosen on the dev sets after training (docs/experiments.md).
+"""Sets a checkpoint's decoding defaults, chosen on the dev sets after training (docs/experiments.md), and
+the words its slot tokens say.
 
     python scripts/set_decoding.py runs/gpt/best.safetensors --out gpt.safetensors --concept-boost 2 \
         --length-penalty 1 --concepts-once yes
+    python scripts/set_decoding.py lstm.safetensors --out lstm.safetensors --concept-table
     imgsum export gpt.safetensors --out src/imgsum/pretrained --name gpt     # the ONNX form carries them too
 
 The weights are copied unchanged; the metadata's ``decoding`` takes the given options (the others keep the
-checkpoint's), and ``training["decoding_set"]`` records what it was before.
+checkpoint's), and ``training["decoding_set"]`` records what it was before. ``--concept-table`` takes the
+(word, plural) pairs from the concept table (``src/imgsum/assets/imagenet_concepts.json``), whose words must be
+the checkpoint's: a rebuilt table with better plurals ("sheep", not "sheeps") reaches a trained model so.
 """
 
 from __future__ import annotations
@@ -16,21 +20,33 @@ from dataclasses import replace
 
 from imgsum import decoding
 from imgsum.checkpoint import load_checkpoint, save_checkpoint
+from imgsum.concepts import ConceptTable
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True, help="the new checkpoint file (may be the same path)")
+    p.add_argument("--concept-table", action="store_true",
+                   help="the words and plurals slot tokens say, from the concept table (same words as the model's)")
     decoding.add_arguments(p)
     args = p.parse_args(argv)
     overrides = decoding.overrides_from(args)
-    if not overrides:
-        p.error("give at least one decoding option")
+    if not overrides and not args.concept_table:
+        p.error("give at least one decoding option, or --concept-table")
     state, info = load_checkpoint(args.checkpoint)
     new = info.decoding.with_overrides(**overrides)
-    training = {**info.training, "decoding_set": {"before": info.decoding.to_dict(), "changed": overrides}}
-    save_checkpoint(args.out, state, replace(info, decoding=new, training=training))
+    training = dict(info.training)
+    if overrides:
+        training["decoding_set"] = {"before": info.decoding.to_dict(), "changed": overrides}
+    concepts = info.concepts
+    if args.concept_table:
+        concepts = ConceptTable.load().pairs()
+        if [w for w, _ in concepts] != [w for w, _ in info.concepts]:
+            p.error("the concept table's words are not the checkpoint's: it was trained with another table")
+        changed = {w: plural for (w, plural), (_, before) in zip(concepts, info.concepts) if plural != before}
+        training["concepts_set"] = {"plurals_changed": changed}
+    save_checkpoint(args.out, state, replace(info, decoding=new, training=training, concepts=concepts))
     print(f"{args.out}: {new.to_dict()}")
     return 0
 

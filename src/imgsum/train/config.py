@@ -31,6 +31,9 @@ class TrainConfig:
     text: str | None = None  # captions without images (an image,caption CSV: Flickr30k's) for text-only training
     text_split: str | None = None  # keep the text captions of the images listed in this file (one name a line)
     text_batch: int = 96  # text-only captions beside each batch of images (each process's, under torchrun)
+    extra_text: str | None = None  # more captions without images, all kept (an image,caption CSV), e.g. written by a language model
+    extra_text_repeats: int = 1  # how many times each extra caption joins the text-only pool (its share of the draws)
+    init: str | None = None  # start from this checkpoint's decoder and vocabulary (fine-tuning) instead of from scratch
     scst_epochs: int = 0  # self-critical epochs (CIDEr-D reward) after the cross-entropy ones
     scst_lr: float = 2e-5
     scst_samples: int = 5  # captions sampled per image

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.formats import load_captions
 from ..data.splits import split_by_image
 from ..concepts import ConceptTable, slot_tokens
@@ -85,10 +85,13 @@ class Trainer:
         self.splits, self.captions = split_by_image(data, seed=cfg.seed), data.captions
         self.table = ConceptTable.load()
         self.slots = DecoderConfig(**cfg.model).slots
-        self.text = TextCaptions.load(cfg.text, self.table, cfg.max_words, cfg.text_split) if cfg.text else None
-        words = [" ".join(w) for w in self.text.words] if self.text else []
+        self.text, words = self.load_text()
         image_captions = [c for n in self.splits["train"] for c in data.captions[n]]
-        self.vocab = Vocabulary.build(image_captions + words, cfg.min_count, first=slot_tokens(self.slots))
+        self.init = self.load_init()
+        if self.init:
+            self.vocab = Vocabulary.from_list(self.init[1].vocab)
+        else:
+            self.vocab = Vocabulary.build(image_captions + words, cfg.min_count, first=slot_tokens(self.slots))
         encoder = create_encoder(cfg.encoder, pretrained=not cfg.random_encoder)
         self.encoder_name, self.preprocess, self.classifier = encoder.name, encoder.preprocess, encoder.classifier
         paths = [Path(data.image_dir) / n for n in sorted(data.captions)]
@@ -100,9 +103,39 @@ class Trainer:
             self.world.barrier()
         self.data_info = {"data": str(cfg.data), "format": cfg.format, "skipped": data.skipped,
                           "images": {k: len(v) for k, v in self.splits.items()},
-                          "text": {"data": cfg.text, "captions": len(words)} if self.text else None}
+                          "text": {"data": cfg.text, "extra": cfg.extra_text, "captions": len(words)} if self.text else None}
         logger.info("data: %s; %d text-only captions; vocabulary %d words", self.data_info["images"], len(words),
                     len(self.vocab))
+
+    def load_text(self) -> tuple[TextCaptions | None, list[str]]:
+        """The text-only pool (``text``'s captions of its ``text_split``, and ``extra_text``'s, each
+        ``extra_text_repeats`` times) and each of those captions once, as text."""
+        cfg = self.cfg
+        base = TextCaptions.load(cfg.text, self.table, cfg.max_words, cfg.text_split) if cfg.text else None
+        extra = TextCaptions.load(cfg.extra_text, self.table, cfg.max_words) if cfg.extra_text else None
+        words = [" ".join(w) for part in (base, extra) if part for w in part.words]
+        if extra is None:
+            return base, words
+        logger.info("text-only pool: %d captions + %d extra x %d", len(base.words) if base else 0, len(extra.words),
+                    max(1, cfg.extra_text_repeats))
+        extra = extra * max(1, cfg.extra_text_repeats)
+        return (base + extra if base else extra), words
+
+    def load_init(self) -> tuple[dict[str, torch.Tensor], ModelInfo] | None:
+        """The checkpoint ``init`` names, checked against this run's encoder and concept table."""
+        cfg = self.cfg
+        if not cfg.init:
+            return None
+        state, info = load_checkpoint(cfg.init)
+        if info.encoder != cfg.encoder:
+            raise ValueError(f"init: {cfg.init} was trained on {info.encoder} features, this run uses {cfg.encoder}")
+        if [w for w, _ in info.concepts] != [w for w, _ in self.table.pairs()]:
+            raise ValueError(f"init: {cfg.init} was trained with another concept table")
+        if info.decoder.kind != cfg.decoder or info.decoder.slots != self.slots:
+            raise ValueError(f"init: {cfg.init} is a {info.decoder.kind} decoder with {info.decoder.slots} slots; "
+                             f"this run asks for {cfg.decoder} with {self.slots}")
+        logger.info("starting from %s (%s, %d words)", cfg.init, info.decoder.kind, len(info.vocab))
+        return state, info
 
     def features(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Grid (images, regions, C) and pooled (images, C) features of feature-cache ``rows``."""
@@ -115,11 +148,16 @@ class Trainer:
     # ---- model ------------------------------------------------------------------------------
     def build(self) -> None:
         cfg = self.cfg
-        dcfg = DecoderConfig(kind=cfg.decoder, vocab_size=len(self.vocab), feature_dim=self.cache.grid.shape[2],
-                             max_len=cfg.max_words + 2, **{**concept_sizes(self.table), **cfg.model})
+        dcfg = (self.init[1].decoder if self.init else
+                DecoderConfig(kind=cfg.decoder, vocab_size=len(self.vocab), feature_dim=self.cache.grid.shape[2],
+                              max_len=cfg.max_words + 2, **{**concept_sizes(self.table), **cfg.model}))
         torch.manual_seed(cfg.seed)
         self.model = create_decoder(dcfg)
         self.model.concepts.head.load(self.table, self.classifier)
+        if self.init:
+            missing, unexpected = self.model.load_state_dict(self.init[0], strict=False)
+            if unexpected or set(missing) - {"head.weight"}:  # the output layer is tied to the embedding
+                raise ValueError(f"init: {cfg.init} does not fit the decoder (missing {missing}, unexpected {unexpected})")
         self.model.to(self.device)
         objective = Objective(self.model, cfg.label_smoothing, self.vocab.eos_id)
         # The classifier's buffers are constants: no need to send them from rank 0 at each step.

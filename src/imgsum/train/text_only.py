@@ -39,6 +39,12 @@ class TextCaptions:
                         words.append(w)
         return cls(words, [table.find(w) for w in words])
 
+    def __add__(self, other: "TextCaptions") -> "TextCaptions":
+        return TextCaptions(self.words + other.words, self.named + other.named)
+
+    def __mul__(self, times: int) -> "TextCaptions":
+        return TextCaptions(self.words * times, self.named * times)
+
 
 class NoisyConcepts:
     """Draws the concept slots of a text-only caption."""

