@@ -43,9 +43,6 @@ class DecodingOptions:
                 "that concept at least this probability (0: never required)"})
     concept_boost: float = field(default=0.0, metadata={
         "help": "added to the log-probability of saying a visual concept, times the concept's probability"})
-    boost_until_named: bool = field(default=False, metadata={
-        "help": "the concept boost stops once a caption has said one of the image's visual concepts (no "
-                "'coffee on a beverage bench')"})
     block_repeats: bool = field(default=False, metadata={
         "help": "never say a word twice in a row, nor a third time (a, the, and, in, on, of, with excepted), a "
                 "two-word sequence a third time, nor a three-word sequence twice"})
@@ -270,16 +267,11 @@ class SlotAliases:
 
 class ConceptGuide:
     """Favours saying an image's visual concepts: adds ``boost`` times each concept's probability to the
-    log-probability of its slot tokens (with ``until_named``, only until the caption has said one of them,
-    as a slot token or as the words one says), and, when the most probable concept has at least ``mention``,
-    keeps a caption from ending before it has said that concept (``<c0>`` or ``<c0s>``).
+    log-probability of its slot tokens, and, when the most probable concept has at least ``mention``,
+    keeps a caption from ending before it has said that concept (``<c0>`` or ``<c0s>``)."""
 
-    ``aliases`` (as for :class:`RepeatBlock`) gives the words each image's slot tokens say."""
-
-    def __init__(self, stepper: Stepper, mention: float, boost: float, until_named: bool = False,
-                 aliases: Callable[[Any], list[dict[int, list[int]]]] | None = None) -> None:
+    def __init__(self, stepper: Stepper, mention: float, boost: float) -> None:
         self.stepper, self.mention, self.boost = stepper, mention, boost
-        self.until_named, self.aliases = until_named, aliases
 
     def begin(self, state, vocab: int) -> None:
         """Reads the concepts ``start`` chose for each image; ``vocab``: the logits' width."""
@@ -288,22 +280,11 @@ class ConceptGuide:
         self.slots = p.shape[1]
         self.must = (p[:, 0] >= self.mention) if self.mention > 0 else np.zeros(len(p), dtype=bool)
         self.bonus = np.concatenate([p, p], 1).astype(np.float32) * self.boost  # (images, 2 * slots)
-        slot_ids = range(FIRST_SLOT, FIRST_SLOT + 2 * self.slots)
-        says = self.aliases(state) if self.aliases else [{} for _ in range(len(p))]
-        # per image, the token ids that say one of its concepts: the slot tokens, and each one-word concept
-        self.names = [set(slot_ids) | {w[0] for w in image.values() if len(w) == 1 and w[0] >= 0} for image in says]
-
-    def _named(self, seqs: np.ndarray, images: np.ndarray) -> np.ndarray:
-        """(rows,) bool: the rows that have said one of their image's concepts."""
-        return np.array([bool(self.names[i].intersection(seq)) for seq, i in zip(seqs.tolist(), images.tolist())],
-                        dtype=bool)
 
     def mask(self, seqs: np.ndarray, images: np.ndarray, eos_id: int) -> np.ndarray:
         """Added to the scores of rows ``seqs`` (rows, t), made for ``images`` (rows,): (rows, vocab)."""
         add = np.zeros((len(seqs), self.vocab_size), dtype=np.float32)
         add[:, FIRST_SLOT : FIRST_SLOT + 2 * self.slots] = self.bonus[images]
-        if self.until_named and seqs.shape[1]:
-            add[self._named(seqs, images), FIRST_SLOT : FIRST_SLOT + 2 * self.slots] = 0.0
         said = (seqs == FIRST_SLOT) | (seqs == FIRST_SLOT + self.slots)
         add[self.must[images] & ~said.any(1), eos_id] = -np.inf
         return add
@@ -345,15 +326,13 @@ def _until_eos(ids: list[int], eos_id: int) -> list[int]:
 
 
 def search(stepper: Stepper, grid, pooled, eos_id: int, options: DecodingOptions,
-           banned: Sequence[int] = (), repeats: RepeatBlock | None = None,
-           aliases: Callable[[Any], list[dict[int, list[int]]]] | None = None) -> list[list[int]]:
+           banned: Sequence[int] = (), repeats: RepeatBlock | None = None) -> list[list[int]]:
     """Token ids of one caption per image: greedy for ``options.beam <= 1``, beam search otherwise.
-    ``repeats`` (used when ``options.block_repeats``) blocks repetitions; ``aliases``: the words each image's
-    slot tokens say (:class:`SlotAliases`), for ``boost_until_named``."""
+    ``repeats`` (used when ``options.block_repeats``) blocks repetitions."""
     repeats = repeats if options.block_repeats else None
     guide = None
     if options.mention > 0 or options.concept_boost:
-        guide = ConceptGuide(stepper, options.mention, options.concept_boost, options.boost_until_named, aliases)
+        guide = ConceptGuide(stepper, options.mention, options.concept_boost)
     if options.beam <= 1:
         return greedy(stepper, grid, pooled, eos_id, options.max_len, banned, repeats, guide)
     return beam_search(stepper, grid, pooled, eos_id, options.beam, options.max_len, options.length_penalty, banned,
@@ -394,9 +373,8 @@ def search_captions(stepper: Stepper, grid, pooled, vocab: Vocabulary, options: 
     slot tokens become their concept's word. ``concepts``: the model's (word, plural) pairs by concept id."""
     first = _FirstState(stepper)
     free = [vocab.stoi[w] for w in FREE_WORDS if w in vocab.stoi]
-    aliases = SlotAliases(stepper, vocab, concepts)
-    repeats = RepeatBlock(free, aliases, options.concepts_once)
-    rows = search(first, grid, pooled, vocab.eos_id, options, vocab.never_emitted, repeats, aliases)
+    repeats = RepeatBlock(free, SlotAliases(stepper, vocab, concepts), options.concepts_once)
+    rows = search(first, grid, pooled, vocab.eos_id, options, vocab.never_emitted, repeats)
     ids, p = stepper.concepts(first.first)
     out = []
     for row, image_ids, image_p in zip(rows, ids.tolist(), p.tolist()):
