@@ -130,12 +130,12 @@ def check_targets(result: dict) -> list[dict]:
     for issue, o in (("ONNX Runtime", result.get("targets_onnx")), ("concepts", result.get("targets_default"))):
         if not o:
             continue
-        b, m = o.get("backend", "onnx"), o.get("model", d)
-        thr = _on_backend(result, "throughput", m, b, beam=3)
-        add(f"batch throughput, {m} beam 3 on {b} >= {o['throughput_images_per_second']:g} images/s",
+        b, m, beam = o.get("backend", "onnx"), o.get("model", d), o.get("beam", 3)
+        thr = _on_backend(result, "throughput", m, b, beam=beam)
+        add(f"batch throughput, {m} beam {beam} on {b} >= {o['throughput_images_per_second']:g} images/s",
             o["throughput_images_per_second"], thr and thr["images_per_second"], True, "images/s")
-        lat = _on_backend(result, "latency", m, b, beam=3)
-        add(f"single-image warm latency, {m} beam 3 on {b}, median <= {o['latency_median_ms']:g} ms",
+        lat = _on_backend(result, "latency", m, b, beam=beam)
+        add(f"single-image warm latency, {m} beam {beam} on {b}, median <= {o['latency_median_ms']:g} ms",
             o["latency_median_ms"], lat and lat["median_ms"], False, "ms")
         if "cold_start_s" in o:
             cold = _on_backend(result, "cold_start", m, b)

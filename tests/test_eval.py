@@ -392,3 +392,24 @@ def test_specification_baseline_decodes_the_asked_number_of_steps() -> None:
         # Training-time forward pass and the re-fed greedy loop agree on the first word.
         logits = decoder(image, torch.tensor([[baseline.BOS]]))
         assert int(logits[0, -1].argmax()) == words[0]
+
+
+def test_the_default_models_targets_are_checked_at_its_own_beam() -> None:
+    """The concepts issue's targets: the default model as users get it (its stored beam, 5 for gpt), not beam 3."""
+    def row(beam: int, **figures) -> dict:
+        return {"system": "gpt", "kind": "gpt", "beam": beam, "backend": "onnx", **figures}
+
+    result = {
+        "default": "gpt", "backends": {"gpt": "onnx"},
+        "targets": {"throughput_images_per_second": 30.0, "throughput_ratio": 4.0, "latency_median_ms": 80.0,
+                    "cold_start_s": 3.0},
+        "targets_default": {"backend": "onnx", "throughput_images_per_second": 10.0, "latency_median_ms": 250.0,
+                            "beam": 5},
+        "latency": [row(3, median_ms=30.0, p95_ms=40.0), row(5, median_ms=300.0, p95_ms=400.0)],
+        "throughput": [row(3, images_per_second=80.0), row(5, images_per_second=60.0)],
+        "cold_start": [], "training": [],
+    }
+    concepts = [c for c in tables.check_targets(result) if c["issue"] == "concepts"]
+    assert [(c["target"], c["value"], c["met"]) for c in concepts] == [
+        ("batch throughput, gpt beam 5 on onnx >= 10 images/s", 60.0, True),
+        ("single-image warm latency, gpt beam 5 on onnx, median <= 250 ms", 300.0, False)]
