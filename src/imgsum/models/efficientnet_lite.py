@@ -24,24 +24,23 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 )
-LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 3),
-    (6, 5, 2, 40, 3),
-    (6, 3, 2, 80, 4),
-    (6, 5, 1, 112, 4),
-    (6, 5, 2, 192, 5),
-    (6, 3, 1, 320, 1),
-)
-LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 3),
-    (6, 5, 2, 48, 3),
-    (6, 3, 2, 88, 4),
-    (6, 5, 1, 120, 4),
-    (6, 5, 2, 208, 5),
-    (6, 3, 1, 352, 1),
-)
+
+
+def scaled_stages(width: float, depth: float, stages=LITE0_STAGES) -> tuple[tuple[int, int, int, int, int], ...]:
+    """EfficientNet's compound scaling of Lite0's stages, as the "lite" variants do it: channels times ``width``
+    rounded to a multiple of 8 (never below 90% of the product), repeats times ``depth`` rounded up, except the
+    first and last stages, which keep one block. Width 1.0, depth 1.1 give Lite1's; width 1.1, depth 1.2 Lite2's."""
+    def channels(c: int) -> int:
+        rounded = max(8, int(c * width + 4) // 8 * 8)
+        return rounded + 8 if rounded < 0.9 * c * width else rounded
+
+    last = len(stages) - 1
+    return tuple((e, k, s, channels(c), r if i in (0, last) else math.ceil(r * depth))
+                 for i, (e, k, s, c, r) in enumerate(stages))
+
+
+LITE1_STAGES = scaled_stages(width=1.0, depth=1.1)
+LITE2_STAGES = scaled_stages(width=1.1, depth=1.2)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
