@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> dict:
     baseline_paths = batch_paths[: args.baseline_images or len(batch_paths)]
     out: dict = {"imgsum_benchmarks": BENCH_FORMAT, "date": utc_now(), "machine": machine_info(),
                  "backend": backend.name, "compare_backend": None, "targets": TARGETS,
-                 "targets_onnx": TARGETS_ONNX, "targets_default": TARGETS_DEFAULT, "default": model_label(default),
+                 "targets_onnx": TARGETS_ONNX, "default": model_label(default),
                  "settings": {k: v for k, v in vars(args).items() if k not in ("func",)},
                  "latency": [], "throughput": [], "cold_start": [], "training": [], "breakdown": {}}
 

@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from imgsum.concepts import TABLE
+
 logger = logging.getLogger("synthetic_captions")
 
-TABLE = Path(__file__).resolve().parents[1] / "src" / "imgsum" / "assets" / "imagenet_concepts.json"
 EXAMPLES = [  # (subject, caption): the style asked for; none of them about an ImageNet class's photo
     ("dog", "a dog runs through the grass with a ball in its mouth."),
     ("bench", "two people are sitting on a bench near the water."),

@@ -116,9 +116,10 @@ class Trainer:
         words = [" ".join(w) for part in (base, extra) if part for w in part.words]
         if extra is None:
             return base, words
+        repeats = max(1, cfg.extra_text_repeats)
         logger.info("text-only pool: %d captions + %d extra x %d", len(base.words) if base else 0, len(extra.words),
-                    max(1, cfg.extra_text_repeats))
-        extra = extra * max(1, cfg.extra_text_repeats)
+                    repeats)
+        extra = extra * repeats
         return (base + extra if base else extra), words
 
     def load_init(self) -> tuple[dict[str, torch.Tensor], ModelInfo] | None:
