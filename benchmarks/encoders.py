@@ -12,10 +12,7 @@ of 50 on torch's default threads. A variant whose weight package is not installe
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,8 @@ import torch
 from PIL import Image
 
 from data_paths import DATA
-from imgsum.concepts import TABLE
+from imgsum.concepts import ConceptTable
+from imgsum.eval.machine import machine_info, machine_line, utc_now
 from imgsum.images import open_image, to_rgb
 from imgsum.models.encoders import create_encoder
 
@@ -55,7 +53,7 @@ def main() -> None:
     ap.add_argument("--photos", type=Path, default=DATA / "imagenet_dev")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "encoders.md")
     args = ap.parse_args()
-    classes = [c["wnid"] for c in json.loads(Path(TABLE).read_text())["classes"]]
+    classes = [c["wnid"] for c in ConceptTable.load().classes]
     images, wnids = photos(args.photos)
     rows, missing = [], []
     for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
@@ -65,8 +63,7 @@ def main() -> None:
             missing.append(f"{name}: {err}")
     base = rows[0]["ms_per_photo"]
     lines = [f"# Encoders on imagenet_dev ({len(images)} photos)", "",
-             f"`python benchmarks/encoders.py`, {date.today()}, {platform.processor() or platform.machine()}, "
-             f"{torch.get_num_threads()} torch threads.", "",
+             f"`python benchmarks/encoders.py`, {utc_now()}, {machine_line(machine_info())}.", "",
              "| encoder | input | first class right | ms per photo | time vs Lite0 |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['encoder']} | {r['size']} | {r['top1']:.1%} | {r['ms_per_photo']:.1f} | "
               f"{r['ms_per_photo'] / base:.2f}x |" for r in rows]
