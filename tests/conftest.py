@@ -6,6 +6,7 @@ install (``pip install -e . pytest httpx``); the tests that need torch skip ther
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -24,6 +25,14 @@ needs_data = pytest.mark.skipif(not flickr8k_present(), reason=f"Flickr8k data a
 
 #: Fixtures that take long to make: a test that uses one is marked ``slow``, so ``pytest -m "not slow"`` leaves it out.
 SLOW_FIXTURES = {"bundles", "browser"}  # the tiny models exported to ONNX (~20 s); Chromium (~10 s)
+
+
+def load_script(name: str):
+    """``scripts/NAME.py`` as a module (the scripts are not a package), for tests of their functions."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 
-from conftest import ROOT
+from conftest import load_script
 
-spec = importlib.util.spec_from_file_location("build_concepts", ROOT / "scripts" / "build_concepts.py")
-build_concepts = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build_concepts)
+build_concepts = load_script("build_concepts")
 caption_plural = build_concepts.caption_plural
 
 IRREGULAR = {"mouse": "mice"}

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
 
 import pytest
 
 pytest.importorskip("torch", reason="the script runs the language model on torch (the train extra)")
 
-from conftest import ROOT  # noqa: E402
+from conftest import load_script  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("synthetic_captions", ROOT / "scripts" / "synthetic_captions.py")
-synthetic = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(synthetic)
+synthetic = load_script("synthetic_captions")
 
 
 def test_a_caption_that_names_its_word_once_is_kept_in_lower_case() -> None:
