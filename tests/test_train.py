@@ -81,6 +81,22 @@ def test_fine_tuning_starts_from_a_checkpoint_with_its_vocabulary_and_extra_text
 
 
 @pytest.mark.slow
+def test_self_critical_epochs_follow_and_the_cross_entropy_regulariser_changes_them(tmp_path):
+    common = ["train", str(CAPTIONS), "--epochs", "1", "--scst-epochs", "1", "--scst-samples", "3",
+              "--cache-dir", str(tmp_path / "cache"), "--text", str(TEXT), "--scst-lr", "1e-2", *TINY]
+    weights = {}
+    for xe in ("0", "0.5"):
+        out = tmp_path / f"xe{xe}"
+        assert main([*common, "--out", str(out), "--scst-xe", xe]) == 0
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["lr"] == 1e-2  # the second is self-critical
+        assert json.loads((out / "config.json").read_text())["scst_xe"] == float(xe)
+        weights[xe] = torch.load(out / "last.pt", weights_only=True)["model"]
+    # the same cross-entropy epoch (same seed), then a self-critical one with and without the regulariser
+    assert any(not torch.equal(w, weights["0.5"][n]) for n, w in weights["0"].items())
+
+
+@pytest.mark.slow
 def test_features_are_cached_and_reused(tmp_path):
     args = ["train", str(CAPTIONS), "--epochs", "1", "--cache-dir", str(tmp_path / "cache"), *TINY]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0

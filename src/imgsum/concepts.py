@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .text import SPECIALS
+from .text import SPECIALS, agree_articles
 
 TABLE = Path(__file__).parent / "assets" / "imagenet_concepts.json"
 NONE = "<none>"  # concept 0: an empty slot
@@ -125,9 +125,10 @@ def to_slots(words: list[str], slots: Sequence[Sequence[str]]) -> list[str]:
 
 
 def render_slots(tokens: list[str], slots: Sequence[Sequence[str]]) -> str:
-    """Caption tokens as text, each slot token replaced by its slot's (word, plural)."""
+    """Caption tokens as text, each slot token replaced by its slot's (word, plural), each article made to
+    agree with the word it now stands before ("a <c0>" with "abacus" -> "an abacus")."""
     out = []
     for t in tokens:
         m = SLOT_RE.match(t)
         out.append(t if m is None else slots[int(m.group(1))][1 if m.group(2) else 0])
-    return " ".join(out)
+    return " ".join(agree_articles(out))

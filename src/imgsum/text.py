@@ -11,11 +11,29 @@ PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 #: Words a caption may say three times or more; any other word said three times makes it degenerate.
 FREE_WORDS = ("a", "the", "and", "in", "on", "of", "with")
+#: Words spelt with a vowel first and said with a consonant ("a unicycle", "a one-man band"), and the reverse
+#: ("an hour"): English's exceptions to choosing "a" or "an" by the next word's first letter.
+CONSONANT_SOUND = ("uni", "use", "usu", "uti", "ura", "uro", "eu", "ewe", "one", "once")
+VOWEL_SOUND = ("hour", "honest", "honor", "honour", "heir")
 
 
 def tokenize(text: str) -> list[str]:
     """Lower-cases and splits into words; numbers ("2") and hyphenated words ("t-shirt") are kept whole."""
     return TOKEN_RE.findall(text.lower())
+
+
+def article(word: str) -> str:
+    """ "an" before a word said with a vowel first, else "a"."""
+    w = word.lower()
+    vowel = (w[:1] in ("a", "e", "i", "o", "u") and not w.startswith(CONSONANT_SOUND)) or w.startswith(VOWEL_SOUND)
+    return "an" if vowel else "a"
+
+
+def agree_articles(words: list[str]) -> list[str]:
+    """Each "a" or "an" made to agree with the word after it: a concept word said from a slot ("a <c0>")
+    comes after an article chosen before the word was known ("a abacus" -> "an abacus")."""
+    return [article(words[i + 1]) if w in ("a", "an") and i + 1 < len(words) and words[i + 1][:1].isalpha() else w
+            for i, w in enumerate(words)]
 
 
 class Vocabulary:

@@ -38,6 +38,9 @@ class TrainConfig:
     scst_lr: float = 2e-5
     scst_samples: int = 5  # captions sampled per image
     scst_images: int = 0  # training images per self-critical epoch (0: all)
+    # Weight of the cross-entropy of the batch's own captions (and of text-only captions, with a text corpus)
+    # added to the self-critical loss: keeps the captions from collapsing to a few generic ones (0: none).
+    scst_xe: float = 0.0
     beam: int = 3
     mention: float = 0.0  # the model's decoding defaults (imgsum.decoding.DecodingOptions), chosen on dev sets
     concept_boost: float = 0.0

@@ -296,11 +296,15 @@ class Trainer:
             local = torch.tensor([j for j, i in enumerate(images) for _ in by_image[i]], device=self.device)
             grid, pooled = self.features(self.train.rows[images])
             concepts = tuple(x.to(self.device) for x in self.train.concepts(images))
+            xe = None
+            if not scst or cfg.scst_xe:
+                text = self.text_batch(st["global_step"])
+                xe = (grid, pooled, concepts, self.train.tokens[rows].to(self.device),
+                      targets_all[rows].to(self.device), local, text)
             if scst:
-                loss, acc = self.scst_step(grid, pooled, concepts, [self.train.images[i] for i in images])
+                loss, acc = self.scst_step(grid, pooled, concepts, [self.train.images[i] for i in images], xe)
                 captions += len(images) * cfg.scst_samples
             else:
-                text = self.text_batch(st["global_step"])
                 loss, acc = self.train_step(grid, pooled, concepts, self.train.tokens[rows].to(self.device),
                                             targets_all[rows].to(self.device), local, text)
                 captions += len(rows) + (len(text.tokens) if text else 0)
@@ -352,14 +356,20 @@ class Trainer:
         """The SCST reward, its document frequencies from the training references (made on first use)."""
         return CiderD({n: [tokenize(c) for c in self.train.references[n]] for n in self.train.images})
 
-    def scst_step(self, grid, pooled, concepts, images: list[str]) -> tuple[float, float]:
-        """One self-critical step: the loss, and the mean CIDEr-D reward of the sampled captions.
+    def scst_step(self, grid, pooled, concepts, images: list[str], xe: tuple | None = None) -> tuple[float, float]:
+        """One self-critical step: the loss, and the mean CIDEr-D reward of the sampled captions. With ``xe``
+        (:meth:`Objective.cross_entropy`'s arguments), ``scst_xe`` times their cross-entropy joins the loss.
         Sampling and the loss both run without dropout: the policy as it will caption."""
         self.model.eval()
         tokens, advantage, reward = sample_and_score(self.model, grid, pooled, concepts, images, self.cfg.scst_samples,
                                                      self.cfg.max_words + 1, self.vocab, self.table.pairs(), self.cider)
-        loss, count = self.objective("scst", grid, pooled, concepts, tokens, advantage)
-        self._update(global_mean(loss, count, self.world))
+        if xe is None:
+            loss, count = self.objective("scst", grid, pooled, concepts, tokens, advantage)
+            total = global_mean(loss, count, self.world)
+        else:
+            loss, count, xe_loss, xe_count = self.objective("scst+xe", (grid, pooled, concepts, tokens, advantage), xe)
+            total = global_mean(loss, count, self.world) + self.cfg.scst_xe * global_mean(xe_loss, xe_count, self.world)
+        self._update(total)
         self.model.train()
         return (loss / count).item(), reward
 

@@ -29,6 +29,8 @@ class Objective(nn.Module):
             return self.cross_entropy(*args, **kwargs)
         if kind == "scst":
             return self.self_critical(*args, **kwargs)
+        if kind == "scst+xe":
+            return self.self_critical_and_xe(*args, **kwargs)
         raise ValueError(f"unknown objective {kind!r}")
 
     def cross_entropy(self, grid, pooled, concepts, tokens, targets_, image_index,
@@ -69,3 +71,8 @@ class Objective(nn.Module):
         logp = logits.log_softmax(-1).gather(2, tokens[..., None])[..., 0]
         mask = (tokens != 0).float()
         return -(advantage[:, None] * logp * mask).sum(), mask.sum()
+
+    def self_critical_and_xe(self, scst: tuple, xe: tuple) -> tuple[torch.Tensor, ...]:
+        """Both losses in one forward (as DDP needs): :meth:`self_critical` of ``scst``'s arguments, then
+        :meth:`cross_entropy`'s loss and tokens of ``xe``'s (a regulariser of self-critical training)."""
+        return (*self.self_critical(*scst), *self.cross_entropy(*xe)[:2])
