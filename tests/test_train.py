@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch", reason="the train extra (torch) is not inst
 
 from imgsum.cli import main  # noqa: E402
 from imgsum.models.captioner import CaptionModel  # noqa: E402
+from imgsum.train.objective import Objective  # noqa: E402
 
 from conftest import TINY_TRAINING as TINY  # noqa: E402
 from conftest import TRAIN_CAPTIONS as CAPTIONS  # noqa: E402
@@ -67,17 +68,35 @@ def test_fine_tuning_starts_from_a_checkpoint_with_its_vocabulary_and_extra_text
     caplog.clear()
     # a learning rate of ~0 and no dropout: the tuned weights are the base's, so the run started from them
     assert main([*common, "--out", str(tmp_path / "tuned"), "--init", str(tmp_path / "base" / "best.safetensors"),
-                 "--extra-text", str(extra), "--extra-text-repeats", "3", "--lr", "1e-12", "--dropout", "0"]) == 0
+                 "--extra-text", str(extra), "--extra-text-repeats", "3", "--lr", "1e-12", "--dropout", "0",
+                 "--text-with-image", "0.5"]) == 0
     tuned = CaptionModel.from_checkpoint(tmp_path / "tuned" / "best.safetensors")
     assert tuned.info.vocab == base.info.vocab and "eucalyptus" not in tuned.info.vocab
     for name, weight in base.decoder.state_dict().items():
         torch.testing.assert_close(tuned.decoder.state_dict()[name], weight, atol=1e-6, rtol=0)
     assert tuned.info.training["text"]["captions"] == base.info.training["text"]["captions"] + 2
+    assert tuned.info.training["config"]["text_with_image"] == 0.5
     assert "text-only pool" in caplog.text and "+ 2 extra x 3" in caplog.text
     # a checkpoint of another decoder is refused before any work
     assert main([*common, "--decoder", "lstm", "--out", str(tmp_path / "bad"),
                  "--init", str(tmp_path / "base" / "best.safetensors")]) == 2
     assert "is a gpt decoder" in caplog.text
+
+
+def test_text_only_captions_are_shown_with_no_image_or_a_share_with_a_random_image_of_the_batch():
+    grid, pooled = torch.randn(4, 49, 8), torch.randn(4, 8)
+    state = torch.random.get_rng_state()
+    text_grid, text_pooled, shown = Objective(torch.nn.Identity(), 0.1, 2).text_images(grid, pooled, 6)
+    assert text_grid.shape == (6, 1, 8) and not text_grid.any() and not text_pooled.any() and not shown.any()
+    assert torch.equal(torch.random.get_rng_state(), state)  # the default draws nothing: older runs stay as they were
+    torch.manual_seed(0)
+    text_grid, text_pooled, shown = Objective(torch.nn.Identity(), 0.1, 2, 0.5).text_images(grid, pooled, 2000)
+    assert 0.45 < shown.float().mean() < 0.55
+    assert not text_grid[~shown].any() and not text_pooled[~shown].any()
+    for g, p in zip(text_grid[shown], text_pooled[shown]):  # each shown caption has one of the batch's images, whole
+        match = [i for i in range(4) if torch.equal(g, grid[i])]
+        assert len(match) == 1 and torch.equal(p, pooled[match[0]])
+    assert Objective(torch.nn.Identity(), 0.1, 2, 1.0).text_images(grid, pooled, 5)[2].all()
 
 
 @pytest.mark.slow

@@ -33,6 +33,9 @@ class TrainConfig:
     text_batch: int = 96  # text-only captions beside each batch of images (each process's, under torchrun)
     extra_text: str | None = None  # more captions without images, all kept (an image,caption CSV), e.g. written by a language model
     extra_text_repeats: int = 1  # how many times each extra caption joins the text-only pool (its share of the draws)
+    # Share of the text-only captions shown with a random image of the batch (its grid and pooled features) instead
+    # of none: teaches the decoder to say a confident concept with an image in view, not only without one (0: none).
+    text_with_image: float = 0.0
     init: str | None = None  # start from this checkpoint's decoder and vocabulary (fine-tuning) instead of from scratch
     scst_epochs: int = 0  # self-critical epochs (CIDEr-D reward) after the cross-entropy ones
     scst_lr: float = 2e-5

@@ -160,7 +160,7 @@ class Trainer:
             if unexpected or set(missing) - {"head.weight"}:  # the output layer is tied to the embedding
                 raise ValueError(f"init: {cfg.init} does not fit the decoder (missing {missing}, unexpected {unexpected})")
         self.model.to(self.device)
-        objective = Objective(self.model, cfg.label_smoothing, self.vocab.eos_id)
+        objective = Objective(self.model, cfg.label_smoothing, self.vocab.eos_id, cfg.text_with_image)
         # The classifier's buffers are constants: no need to send them from rank 0 at each step.
         self.objective = (DistributedDataParallel(objective, broadcast_buffers=False) if self.world.distributed
                           else objective)

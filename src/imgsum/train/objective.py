@@ -18,11 +18,12 @@ MASKED = -1e3  # logits below this are an empty slot's (the pointer masks them a
 
 
 class Objective(nn.Module):
-    def __init__(self, decoder: Decoder, label_smoothing: float, eos_id: int) -> None:
+    def __init__(self, decoder: Decoder, label_smoothing: float, eos_id: int, text_with_image: float = 0.0) -> None:
         super().__init__()
         self.decoder = decoder
         self.label_smoothing = label_smoothing
         self.eos_id = eos_id
+        self.text_with_image = text_with_image
 
     def forward(self, kind: str, *args, **kwargs) -> tuple[torch.Tensor, ...]:
         if kind == "xe":
@@ -36,19 +37,32 @@ class Objective(nn.Module):
     def cross_entropy(self, grid, pooled, concepts, tokens, targets_, image_index,
                       text: TextBatch | None = None) -> tuple[torch.Tensor, ...]:
         """Label-smoothed cross-entropy of image captions and, with a text corpus, of text-only captions
-        (their grid hidden): (loss sum, tokens, correct image-caption tokens, image-caption tokens)."""
+        (their grid hidden, or a share of them shown with another image: :meth:`text_images`): (loss sum, tokens,
+        correct image-caption tokens, image-caption tokens)."""
         logits = self.decoder(grid, pooled, tokens, image_index, concepts)  # (captions, 1 + T, vocab)
         loss, count = self.smoothed_nll(logits, targets_)
         mask = targets_ != 0
         correct = ((logits.argmax(-1) == targets_) & mask).sum()
         if text is not None:
-            n, c = len(text.tokens), grid.shape[-1]
-            no_image = torch.zeros(n, dtype=torch.bool, device=grid.device)
-            text_logits = self.decoder(grid.new_zeros(n, 1, c), pooled.new_zeros(n, c), text.tokens,
-                                       None, (text.concept_ids, text.concept_p), no_image)
+            text_grid, text_pooled, has_image = self.text_images(grid, pooled, len(text.tokens))
+            text_logits = self.decoder(text_grid, text_pooled, text.tokens, None, (text.concept_ids, text.concept_p),
+                                       has_image)
             text_loss, text_count = self.smoothed_nll(text_logits, targets(text.tokens, self.eos_id))
             loss, count = loss + text_loss, count + text_count
         return loss, count, correct, mask.sum()
+
+    def text_images(self, grid, pooled, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What ``n`` text-only captions are shown with: grid, pooled and which have an image. None, or, for a share
+        ``text_with_image`` of them, a random image of the batch, which their concepts, not the picture, describe:
+        so that with an image in view the decoder also learns to say the concepts of a subject Flickr8k never shows
+        (a koala's caption beside a photo of a dog teaches that the confident concept, not the scene, is the subject)."""
+        if self.text_with_image <= 0:  # draws nothing from the random stream: runs without it are as before
+            hidden = torch.zeros(n, dtype=torch.bool, device=grid.device)
+            return grid.new_zeros(n, 1, grid.shape[-1]), pooled.new_zeros(n, pooled.shape[-1]), hidden
+        shown = torch.rand(n, device=grid.device) < self.text_with_image
+        pick = torch.randint(len(grid), (n,), device=grid.device)
+        keep = shown.to(grid.dtype)
+        return grid[pick] * keep[:, None, None], pooled[pick] * keep[:, None], shown
 
     def smoothed_nll(self, logits, targets_) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy over the words (and <eos>) of ``targets_``, and how many there are; label
