@@ -69,13 +69,13 @@ def test_fine_tuning_starts_from_a_checkpoint_with_its_vocabulary_and_extra_text
     # a learning rate of ~0 and no dropout: the tuned weights are the base's, so the run started from them
     assert main([*common, "--out", str(tmp_path / "tuned"), "--init", str(tmp_path / "base" / "best.safetensors"),
                  "--extra-text", str(extra), "--extra-text-repeats", "3", "--lr", "1e-12", "--dropout", "0",
-                 "--text-with-image", "0.5"]) == 0
+                 "--text-with-image", "0.5", "--own-concepts", "0.3"]) == 0
     tuned = CaptionModel.from_checkpoint(tmp_path / "tuned" / "best.safetensors")
     assert tuned.info.vocab == base.info.vocab and "eucalyptus" not in tuned.info.vocab
     for name, weight in base.decoder.state_dict().items():
         torch.testing.assert_close(tuned.decoder.state_dict()[name], weight, atol=1e-6, rtol=0)
     assert tuned.info.training["text"]["captions"] == base.info.training["text"]["captions"] + 2
-    assert tuned.info.training["config"]["text_with_image"] == 0.5
+    assert tuned.info.training["config"]["text_with_image"] == 0.5 and tuned.info.training["config"]["own_concepts"] == 0.3
     assert "text-only pool" in caplog.text and "+ 2 extra x 3" in caplog.text
     # a checkpoint of another decoder is refused before any work
     assert main([*common, "--decoder", "lstm", "--out", str(tmp_path / "bad"),
@@ -85,18 +85,50 @@ def test_fine_tuning_starts_from_a_checkpoint_with_its_vocabulary_and_extra_text
 
 def test_text_only_captions_are_shown_with_no_image_or_a_share_with_a_random_image_of_the_batch():
     grid, pooled = torch.randn(4, 49, 8), torch.randn(4, 8)
+    none = torch.full((6,), -1)
     state = torch.random.get_rng_state()
-    text_grid, text_pooled, shown = Objective(torch.nn.Identity(), 0.1, 2).text_images(grid, pooled, 6)
+    text_grid, text_pooled, shown = Objective(torch.nn.Identity(), 0.1, 2).text_images(grid, pooled, none)
     assert text_grid.shape == (6, 1, 8) and not text_grid.any() and not text_pooled.any() and not shown.any()
     assert torch.equal(torch.random.get_rng_state(), state)  # the default draws nothing: older runs stay as they were
     torch.manual_seed(0)
-    text_grid, text_pooled, shown = Objective(torch.nn.Identity(), 0.1, 2, 0.5).text_images(grid, pooled, 2000)
+    text_grid, text_pooled, shown = Objective(torch.nn.Identity(), 0.1, 2, 0.5).text_images(
+        grid, pooled, torch.full((2000,), -1))
     assert 0.45 < shown.float().mean() < 0.55
     assert not text_grid[~shown].any() and not text_pooled[~shown].any()
     for g, p in zip(text_grid[shown], text_pooled[shown]):  # each shown caption has one of the batch's images, whole
         match = [i for i in range(4) if torch.equal(g, grid[i])]
         assert len(match) == 1 and torch.equal(p, pooled[match[0]])
-    assert Objective(torch.nn.Identity(), 0.1, 2, 1.0).text_images(grid, pooled, 5)[2].all()
+    assert Objective(torch.nn.Identity(), 0.1, 2, 1.0).text_images(grid, pooled, none)[2].all()
+    # image captions given their own words' concepts are shown with their own image; text-only ones beside them not
+    text_grid, text_pooled, shown = Objective(torch.nn.Identity(), 0.1, 2).text_images(grid, pooled,
+                                                                                       torch.tensor([2, -1, 0]))
+    assert shown.tolist() == [True, False, True] and not text_grid[1].any() and not text_pooled[1].any()
+    assert torch.equal(text_grid[0], grid[2]) and torch.equal(text_grid[2], grid[0]) and torch.equal(text_pooled[0], pooled[2])
+
+
+def test_image_captions_get_the_concepts_their_own_words_name_as_their_slots():
+    from imgsum.concepts import ConceptTable, slot_tokens
+    from imgsum.text import Vocabulary
+    from imgsum.train.examples import TextExamples
+    from imgsum.train.text_only import TextCaptions
+
+    table = ConceptTable.load()
+    vocab = Vocabulary([*slot_tokens(5), "a", "cat", "on", "sofa", "man", "runs"])
+    examples = TextExamples(TextCaptions([], []), table, vocab, 5, 10, seed=0)
+    words = [["a", "cat", "on", "a", "sofa"], ["a", "man", "runs"]]
+    cat = table.index["cat"]
+    said = 0
+    for step in range(40):
+        batch = examples.own_concepts(words, torch.tensor([3, 1]), 1.0, step)
+        assert batch.image.tolist() == [3, 1] and batch.concept_ids.shape == (2, 5)
+        if cat in batch.concept_ids[0].tolist():  # kept (p 0.85): the caption's "cat" is the slot's token
+            k = batch.concept_ids[0].tolist().index(cat)
+            assert vocab.stoi[f"<c{k}>"] in batch.tokens[0].tolist() and vocab.stoi["cat"] not in batch.tokens[0].tolist()
+            said += 1
+        assert torch.equal(batch.tokens, examples.own_concepts(words, torch.tensor([3, 1]), 1.0, step).tokens)
+    assert 25 <= said <= 40
+    assert len(examples.own_concepts(words, torch.tensor([3, 1]), 0.0, 0).tokens) == 0
+    assert len(examples.batch(0, 0).tokens) == 0  # no text-only pool: an empty batch beside them
 
 
 @pytest.mark.slow

@@ -36,6 +36,9 @@ class TrainConfig:
     # Share of the text-only captions shown with a random image of the batch (its grid and pooled features) instead
     # of none: teaches the decoder to say a confident concept with an image in view, not only without one (0: none).
     text_with_image: float = 0.0
+    # Share of the image captions also given, a second time, the concepts their own words name (noisy, like text-only
+    # ones) instead of the classifier's, with their image in view: a concept in a slot is what the caption says (0: none).
+    own_concepts: float = 0.0
     init: str | None = None  # start from this checkpoint's decoder and vocabulary (fine-tuning) instead of from scratch
     scst_epochs: int = 0  # self-critical epochs (CIDEr-D reward) after the cross-entropy ones
     scst_lr: float = 2e-5

@@ -28,6 +28,7 @@ class Split:
     tokens: torch.Tensor  # (captions, max_words) word ids, padded with 0
     image_of: torch.Tensor  # (captions,) index into ``images``
     references: dict[str, list[str]]
+    words: list[list[str]]  # (captions,) each caption's words, before slot tokens replace its concepts' phrases
 
     def concepts(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
         return self.concept_ids[idx], self.concept_p[idx]
@@ -42,16 +43,18 @@ def encode_words(words: list[str], concept_ids: list[int], table: ConceptTable, 
 def build_split(names, captions, rows, concepts: tuple[torch.Tensor, torch.Tensor], table: ConceptTable,
                 vocab: Vocabulary, max_words: int) -> Split:
     """``rows``: each image's feature row; ``concepts``: each image's (ids, p)."""
-    tokens, image_of = [], []
+    tokens, image_of, words = [], [], []
     for i, name in enumerate(names):
         slots = concepts[0][i].tolist()
         for c in captions[name]:
-            ids = encode_words(tokenize(c), slots, table, vocab, max_words)
+            w = tokenize(c)
+            ids = encode_words(w, slots, table, vocab, max_words)
             if ids:
                 tokens.append(ids + [0] * (max_words - len(ids)))
                 image_of.append(i)
+                words.append(w[:max_words])
     return Split(list(names), np.asarray(rows), concepts[0], concepts[1], torch.tensor(tokens),
-                 torch.tensor(image_of), {n: captions[n] for n in names})
+                 torch.tensor(image_of), {n: captions[n] for n in names}, words)
 
 
 def targets(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -63,14 +66,22 @@ def targets(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
 
 @dataclass
 class TextBatch:
-    """Text-only captions: no image, the concepts their words name (noisy)."""
+    """Captions given the concepts their own words name (noisy): text-only ones (``image`` -1), and image captions
+    shown with their image (``image``: its index among the batch's images)."""
 
     concept_ids: torch.Tensor  # (captions, slots)
     concept_p: torch.Tensor
     tokens: torch.Tensor  # (captions, max_words)
+    image: torch.Tensor  # (captions,) the batch's image each is shown with, -1 for none
 
     def to(self, device: torch.device) -> "TextBatch":
-        return TextBatch(self.concept_ids.to(device), self.concept_p.to(device), self.tokens.to(device))
+        return TextBatch(self.concept_ids.to(device), self.concept_p.to(device), self.tokens.to(device),
+                         self.image.to(device))
+
+    def __add__(self, other: "TextBatch") -> "TextBatch":
+        return TextBatch(*(torch.cat([a, b]) for a, b in zip(
+            (self.concept_ids, self.concept_p, self.tokens, self.image),
+            (other.concept_ids, other.concept_p, other.tokens, other.image))))
 
 
 class TextExamples:
@@ -92,11 +103,27 @@ class TextExamples:
         rng = random.Random(self.seed * 1_000_003 + step)
         picks = [rng.randrange(len(self)) for _ in range(size)]
         draws = [self.noise.draw(self.text.named[i], rng) for i in picks]
-        ids, ps, toks = [], [], []
-        for j in range(size) if keep is None else keep:
-            i, (cid, p) = picks[j], draws[j]
-            t = encode_words(self.text.words[i], cid, self.table, self.vocab, self.max_words)
-            ids.append(cid)
-            ps.append(p)
+        kept = range(size) if keep is None else keep
+        return self.encode([self.text.words[picks[j]] for j in kept], [draws[j] for j in kept])
+
+    def own_concepts(self, words: Sequence[list[str]], images: torch.Tensor, share: float, step: int) -> TextBatch:
+        """Image captions (``words``, each shown with its batch image ``images``), a drawn ``share`` of them, given
+        the concepts their own words name instead of the classifier's: with the picture in view, a concept in a
+        slot is what the caption says (the same ``step`` draws the same)."""
+        rng = random.Random(self.seed * 1_000_003 + step + 500_009)
+        chosen = [j for j in range(len(words)) if rng.random() < share]
+        draws = [self.noise.draw(self.table.find(words[j]), rng) for j in chosen]
+        return self.encode([words[j] for j in chosen], draws, images[chosen])
+
+    def encode(self, words: Sequence[list[str]], draws: Sequence[tuple[list[int], list[float]]],
+               images: torch.Tensor | None = None) -> TextBatch:
+        """Captions with their drawn concepts (ids, p) as a batch; ``images``: what each is shown with (none)."""
+        toks = []
+        for w, (cid, _) in zip(words, draws):
+            t = encode_words(w, cid, self.table, self.vocab, self.max_words)
             toks.append(t + [0] * (self.max_words - len(t)))
-        return TextBatch(torch.tensor(ids), torch.tensor(ps, dtype=torch.float32), torch.tensor(toks))
+        slots = self.noise.slots
+        return TextBatch(torch.tensor([d[0] for d in draws], dtype=torch.long).reshape(-1, slots),
+                         torch.tensor([d[1] for d in draws], dtype=torch.float32).reshape(-1, slots),
+                         torch.tensor(toks, dtype=torch.long).reshape(-1, self.max_words),
+                         torch.full((len(toks),), -1, dtype=torch.long) if images is None else images.long())

@@ -167,8 +167,9 @@ class Trainer:
         self.train = self.split("train")
         self.dev = self.split("dev")
         self.data_info["train_captions"] = int(len(self.train.tokens))
-        self.text_examples = (TextExamples(self.text, self.table, self.vocab, self.slots, cfg.max_words, cfg.seed)
-                              if self.text else None)
+        pool = self.text if self.text or cfg.own_concepts <= 0 else TextCaptions([], [])
+        self.text_examples = (TextExamples(pool, self.table, self.vocab, self.slots, cfg.max_words, cfg.seed)
+                              if pool else None)
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -298,7 +299,7 @@ class Trainer:
             concepts = tuple(x.to(self.device) for x in self.train.concepts(images))
             xe = None
             if not scst or cfg.scst_xe:
-                text = self.text_batch(st["global_step"])
+                text = self.text_batch(st["global_step"], [self.train.words[r] for r in rows.tolist()], local)
                 xe = (grid, pooled, concepts, self.train.tokens[rows].to(self.device),
                       targets_all[rows].to(self.device), local, text)
             if scst:
@@ -328,12 +329,17 @@ class Trainer:
         total = float(world.total(torch.tensor(float(captions), device=self.device)))
         st["train_captions_per_second"] = total / seconds if seconds > 0 and captions else None
 
-    def text_batch(self, step: int) -> TextBatch | None:
-        """This rank's share of the step's text-only captions (``text_batch`` for each process)."""
+    def text_batch(self, step: int, words: list[list[str]], images: torch.Tensor) -> TextBatch | None:
+        """This rank's share of the step's text-only captions (``text_batch`` for each process), and with
+        ``own_concepts``, a share of its image captions (``words``, of the batch images ``images``) again, given
+        the concepts their words name."""
         if not self.text_examples:
             return None
-        size = self.cfg.text_batch * self.world.size
-        return self.text_examples.batch(step, size, rank_share(np.arange(size), self.world).tolist()).to(self.device)
+        size = self.cfg.text_batch * self.world.size if len(self.text_examples) else 0
+        text = self.text_examples.batch(step, size, rank_share(np.arange(size), self.world).tolist())
+        if self.cfg.own_concepts > 0:
+            text = text + self.text_examples.own_concepts(words, images.cpu(), self.cfg.own_concepts, step)
+        return text.to(self.device)
 
     def train_step(self, grid, pooled, concepts, tokens, targets_, image_index,
                    text: TextBatch | None) -> tuple[float, float]:

@@ -44,24 +44,29 @@ class Objective(nn.Module):
         mask = targets_ != 0
         correct = ((logits.argmax(-1) == targets_) & mask).sum()
         if text is not None:
-            text_grid, text_pooled, has_image = self.text_images(grid, pooled, len(text.tokens))
+            text_grid, text_pooled, has_image = self.text_images(grid, pooled, text.image)
             text_logits = self.decoder(text_grid, text_pooled, text.tokens, None, (text.concept_ids, text.concept_p),
                                        has_image)
             text_loss, text_count = self.smoothed_nll(text_logits, targets(text.tokens, self.eos_id))
             loss, count = loss + text_loss, count + text_count
         return loss, count, correct, mask.sum()
 
-    def text_images(self, grid, pooled, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """What ``n`` text-only captions are shown with: grid, pooled and which have an image. None, or, for a share
-        ``text_with_image`` of them, a random image of the batch, which their concepts, not the picture, describe:
-        so that with an image in view the decoder also learns to say the concepts of a subject Flickr8k never shows
-        (a koala's caption beside a photo of a dog teaches that the confident concept, not the scene, is the subject)."""
-        if self.text_with_image <= 0:  # draws nothing from the random stream: runs without it are as before
+    def text_images(self, grid, pooled, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the captions of a :class:`TextBatch` are shown with (grid, pooled, and which have an image): their own
+        image of the batch where ``image`` >= 0 (``own_concepts``); for the text-only rest (-1), none, or, for a share
+        ``text_with_image`` of them, a random image of the batch, which their concepts, not the picture, describe
+        (a koala's caption beside a photo of a dog: the confident concept, not the scene, is the subject)."""
+        n = len(image)
+        if self.text_with_image <= 0 and not bool((image >= 0).any()):  # draws nothing from the random stream
             hidden = torch.zeros(n, dtype=torch.bool, device=grid.device)
             return grid.new_zeros(n, 1, grid.shape[-1]), pooled.new_zeros(n, pooled.shape[-1]), hidden
-        shown = torch.rand(n, device=grid.device) < self.text_with_image
-        pick = torch.randint(len(grid), (n,), device=grid.device)
+        pick = image.clone()
+        if self.text_with_image > 0:
+            drawn = (image < 0) & (torch.rand(n, device=grid.device) < self.text_with_image)
+            pick[drawn] = torch.randint(len(grid), (int(drawn.sum()),), device=grid.device)
+        shown = pick >= 0
         keep = shown.to(grid.dtype)
+        pick = pick.clamp(min=0)
         return grid[pick] * keep[:, None, None], pooled[pick] * keep[:, None], shown
 
     def smoothed_nll(self, logits, targets_) -> tuple[torch.Tensor, torch.Tensor]:
