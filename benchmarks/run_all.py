@@ -127,6 +127,7 @@ def profile_to(path: Path, fn) -> None:
 def run(args: argparse.Namespace) -> dict:
     from imgsum.eval.evaluate import model_label
     from imgsum.eval.machine import machine_info, utc_now
+    from imgsum.ensemble import is_ensemble
     from imgsum.pretrained import SHIPPED
 
     if args.threads:
@@ -265,7 +266,7 @@ def run(args: argparse.Namespace) -> dict:
 
     if "training" in args.sections:
         n = args.train_images * args.train_captions
-        for m in models:
+        for m in (m for m in models if not is_ensemble(captioners[m].path)):  # an ensemble's members train apart
             step, words = our_train_step(captioners[m].info.decoder, args.train_images, args.train_captions,
                                          args.train_words)
             record("training", lambda: {"system": model_label(m), "kind": kinds[m], "words": words,

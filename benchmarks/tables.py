@@ -18,6 +18,8 @@ FOREIGN_WARN = 0.05
 
 
 def _spec(entries: list[dict], kind: str) -> dict | None:
+    """The baseline with our entry's kind of decoder; an ensemble's (``gpt+lstm``) is its first member's."""
+    kind = kind.split("+")[0]
     return next((e for e in entries if e.get("baseline") and e.get("kind") == kind), None)
 
 

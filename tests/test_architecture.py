@@ -21,14 +21,15 @@ LAYERS: list[set[str]] = [
      "imgsum.pretrained", "imgsum.data"},  # ground floor: numpy and Pillow at most
     {"imgsum.runtime", "imgsum.models", "imgsum.models.concept_layers",
      "imgsum.checkpoint"},  # the two backends: ONNX Runtime; torch
-    {"imgsum.api", "imgsum.export"},  # captioning on either backend; exporting from one to the other
+    {"imgsum.api", "imgsum.ensemble", "imgsum.export"},  # captioning on either backend (several decoders as one too);
+    # exporting from one to the other
     {"imgsum.eval", "imgsum.eval.subjects", "imgsum.train", "imgsum.train.examples", "imgsum.train.text_only",
      "imgsum.train.scst", "imgsum.train.reward", "imgsum.serve", "imgsum.scale"},  # tools built on the API and the models
     {"imgsum.cli", "imgsum.__main__", "imgsum"},  # entry points: the command line (python -m imgsum), the package's lazy attributes
 ]
 #: Captioning with ONNX Runtime: what ``pip install imgsum`` must run without torch, the web stack or the tools.
 CORE = {"imgsum.files", "imgsum.text", "imgsum.concepts", "imgsum.images", "imgsum.decoding", "imgsum.model_info",
-        "imgsum.pretrained", "imgsum.runtime", "imgsum.api"}
+        "imgsum.pretrained", "imgsum.runtime", "imgsum.ensemble", "imgsum.api"}
 #: Third-party packages the core never imports when it is loaded.
 NOT_IN_CORE = {"torch", "torchvision", "safetensors", "onnx", "fastapi", "starlette", "uvicorn", "httpx", "pydantic",
                "matplotlib", "pycocoevalcap", "ray", "pyarrow"}

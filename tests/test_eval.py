@@ -282,12 +282,12 @@ def test_update_readme_replaces_only_the_marked_sections(tmp_path: Path) -> None
     readme = tmp_path / "README.md"
     readme.write_text("# t\n<!-- quality:start -->\nold\n<!-- quality:end -->\nkept\n"
                       "<!-- speed:start -->\nold\n<!-- speed:end -->\n")
-    for label in ("gpt", "lstm"):
-        (tmp_path / label).mkdir()
-        (tmp_path / label / "metrics.json").write_text(json.dumps(_fake_eval(label)))
     from imgsum.pretrained import SHIPPED
 
     default, other = list(SHIPPED)[:2]
+    for label in (default, other):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "metrics.json").write_text(json.dumps(_fake_eval(label)))
     args = ["--readme", str(readme), "--eval", str(tmp_path / other / "metrics.json"),  # not in release order
             str(tmp_path / default / "metrics.json"), "--bench", str(tmp_path / "none.json")]
     assert update_readme.main([*args, "--check"]) == 1

@@ -77,7 +77,7 @@ def test_onnx_logits_equal_torch_step_by_step(kind, bundles, tiny_checkpoints):
     torch_model = CaptionModel.from_checkpoint(tiny_checkpoints[kind])
     onnx_model = OnnxCaptionModel.load(bundles[kind])
     pixels = np.random.default_rng(1).standard_normal((3, 3, 224, 224)).astype(np.float32)
-    grid, pooled = onnx_model.encoder(pixels)
+    grid, pooled = onnx_model.encode(pixels)
     with torch.no_grad():
         ref_grid, ref_pooled = torch_model.encoder(torch.from_numpy(pixels))
     np.testing.assert_allclose(grid, ref_grid.numpy(), rtol=1e-4, atol=1e-4)
@@ -106,6 +106,24 @@ def test_captions_equal_between_backends(kind, bundles, tiny_checkpoints, photos
         got = [r.caption for r in on_onnx.caption_batch(photos, beam=beam, batch_size=2)]
         assert got == [r.caption for r in on_torch.caption_batch(photos, beam=beam, batch_size=2)]
         assert got[0] == on_onnx.caption(photos[0], beam=beam)
+
+
+def test_an_ensemble_captions_alike_on_both_backends(bundles, tiny_checkpoints, photos, tmp_path):
+    """One manifest, each backend loading the members' own form (ONNX exports, checkpoints) from one folder."""
+    import shutil
+
+    for path in [*bundles["gpt"].parent.iterdir(), *tiny_checkpoints.values()]:
+        shutil.copy(path, tmp_path)
+    assert main(["ensemble", str(tmp_path / "tiny-gpt.json"), str(tmp_path / "tiny-lstm.safetensors"),
+                 "--out", str(tmp_path), "--beam", "3"]) == 0
+    on_onnx = Captioner.load(tmp_path / "ensemble.json")
+    on_torch = Captioner.load(tmp_path / "ensemble.json", backend="torch")
+    assert (on_onnx.backend, on_torch.backend, on_onnx.info.decoder.kind) == ("onnx", "torch", "gpt+lstm")
+    got = [r.caption for r in on_onnx.caption_batch(photos, batch_size=2)]
+    assert got == [r.caption for r in on_torch.caption_batch(photos, batch_size=2)]
+    assert got[0] == on_onnx.caption(photos[0])
+    alone = [r.caption for r in Captioner.load(bundles["gpt"]).caption_batch(photos, beam=3)]
+    assert got != alone  # the lstm counts
 
 
 def _shown(concepts) -> list[tuple[str, float]]:
@@ -216,7 +234,7 @@ def test_preprocessing_in_workers_equals_preprocessing_a_batch(bundles, photos):
 @needs_data
 @pytest.mark.data
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["gpt", "lstm"])
+@pytest.mark.parametrize("name", ["ensemble", "gpt", "lstm"])
 def test_shipped_models_caption_flickr8k_test_images_alike_on_both_backends(name):
     """A subsample here; ``benchmarks/onnx_equivalence.py`` does all 1,000 test images and the metrics."""
     if not (shipped_path(name, "onnx").is_file() and shipped_path(name, "torch").is_file()):

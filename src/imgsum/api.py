@@ -18,6 +18,7 @@ import numpy as np
 from .concepts import Concept
 from .decoding import Caption
 from .images import ImageError, ImageInput
+from .pretrained import is_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +52,40 @@ class BackendUnavailable(ImportError):
     """The asked-for backend's packages are not installed; the message says what to install."""
 
 
+def load_model(path: Path, backend: str, threads: int | None = None):
+    """One model file for ``backend``: an ONNX manifest (or its folder) for ``onnx``, a checkpoint for ``torch``."""
+    if backend == "onnx":
+        if is_checkpoint(path):
+            raise ValueError(f"{path} is a checkpoint: export it for ONNX Runtime first "
+                             f"(imgsum export {path} --out FOLDER), or use the torch backend")
+        try:
+            from .runtime.ort import OnnxCaptionModel
+        except ImportError as err:
+            raise BackendUnavailable(f"the onnx backend needs onnxruntime ({err}): pip install onnxruntime") from err
+        return OnnxCaptionModel.load(path, threads=threads)
+    try:
+        import torch
+    except ImportError as err:
+        raise BackendUnavailable("the torch backend needs PyTorch, which is not installed: "
+                                 "pip install 'imgsum[train]'") from err
+    if not is_checkpoint(path):
+        raise ValueError(f"the torch backend loads checkpoints (.safetensors); {path} is not one")
+    from .models.captioner import CaptionModel
+
+    if threads:
+        torch.set_num_threads(threads)
+    return CaptionModel.from_checkpoint(path)
+
+
 class Captioner:
     """A loaded model, ready to caption. Load once, caption many times.
 
     ``model`` is anything with ``info`` (its :class:`~imgsum.model_info.ModelInfo`),
     ``encode(pixels)`` (preprocessed images -> encoder features), ``describe(grid, pooled, **overrides)``
     (features -> captions) and ``generate`` (the two in one): an
-    :class:`~imgsum.runtime.ort.OnnxCaptionModel` (ONNX Runtime, no torch) or a
-    :class:`~imgsum.models.captioner.CaptionModel` (torch).
+    :class:`~imgsum.runtime.ort.OnnxCaptionModel` (ONNX Runtime, no torch), a
+    :class:`~imgsum.models.captioner.CaptionModel` (torch) or an :class:`~imgsum.ensemble.EnsembleModel` of
+    either.
     """
 
     def __init__(self, model, name: str, backend: str = "onnx", path: Path | None = None) -> None:
@@ -71,41 +98,25 @@ class Captioner:
 
     @classmethod
     def load(cls, model: str | Path = "default", backend: str | None = None, threads: int | None = None) -> "Captioner":
-        """A shipped model by name (``default``, ``gpt``, ``lstm``), an exported model (its ``.json`` manifest
-        or folder) or a checkpoint file (``.safetensors``).
+        """A shipped model by name (``default``, ``ensemble``, ``gpt``, ``lstm``), an exported model (its ``.json``
+        manifest or folder), an ensemble manifest or a checkpoint file (``.safetensors``).
 
         ``backend``: ``onnx`` (ONNX Runtime; the default, except for a checkpoint file) or ``torch``
         (needs ``pip install 'imgsum[train]'``). ``threads`` caps the CPU threads of the model.
         """
-        from .pretrained import BACKENDS, is_checkpoint, is_shipped, resolve_model
+        from .ensemble import EnsembleModel, is_ensemble, read_ensemble
+        from .pretrained import BACKENDS, is_shipped, resolve_model
 
         if backend is not None and backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend is None:
             backend = "torch" if not is_shipped(model) and is_checkpoint(Path(model)) else "onnx"
         path = resolve_model(model, backend)
-        if backend == "onnx":
-            if is_checkpoint(path):
-                raise ValueError(f"{path} is a checkpoint: export it for ONNX Runtime first "
-                                 f"(imgsum export {path} --out FOLDER), or use the torch backend")
-            try:
-                from .runtime.ort import OnnxCaptionModel
-            except ImportError as err:
-                raise BackendUnavailable(f"the onnx backend needs onnxruntime ({err}): "
-                                         "pip install onnxruntime") from err
-            return cls(OnnxCaptionModel.load(path, threads=threads), str(model), "onnx", path)
-        try:
-            import torch
-        except ImportError as err:
-            raise BackendUnavailable("the torch backend needs PyTorch, which is not installed: "
-                                     "pip install 'imgsum[train]'") from err
-        if not is_checkpoint(path):
-            raise ValueError(f"the torch backend loads checkpoints (.safetensors); {path} is not one")
-        from .models.captioner import CaptionModel
-
-        if threads:
-            torch.set_num_threads(threads)
-        return cls(CaptionModel.from_checkpoint(path), str(model), "torch", path)
+        if is_ensemble(path):
+            loaded = EnsembleModel.load(read_ensemble(path), backend, lambda p: load_model(p, backend, threads))
+        else:
+            loaded = load_model(path, backend, threads)
+        return cls(loaded, str(model), backend, path)
 
     def caption(self, image: ImageInput, **overrides) -> str:
         """One image (path, bytes, PIL image or array) -> its caption. Raises ImageError if unreadable.

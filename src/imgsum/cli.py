@@ -25,7 +25,8 @@ def _caption_args(p: argparse.ArgumentParser) -> None:
     from .pretrained import BACKENDS
 
     p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    p.add_argument("--model", default="default", help="shipped model name (default, gpt, lstm) or a checkpoint path")
+    p.add_argument("--model", default="default",
+                   help="a shipped model (default, ensemble, gpt, lstm), or a checkpoint, exported model or ensemble")
     decoding.add_arguments(p)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--format", choices=("text", "jsonl", "csv", "parquet"), default=None,
@@ -180,10 +181,14 @@ def _model_row(name: str) -> dict:
     """A model's row for ``imgsum models``, from its metadata alone (no torch, no weights read)."""
     from pathlib import Path
 
+    from .ensemble import is_ensemble
     from .model_info import read_checkpoint_info
-    from .pretrained import BACKENDS, SHIPPED, is_checkpoint, is_shipped, resolve_model
+    from .pretrained import BACKENDS, SHIPPED, is_checkpoint, is_shipped, resolve_model, shipped_path
     from .runtime import read_bundle
 
+    manifest = shipped_path(name, "onnx") if is_shipped(name) else resolve_model(name)
+    if is_ensemble(manifest):
+        return _ensemble_row(name, manifest)
     forms: dict[str, Path] = {}
     if is_shipped(name):
         for backend in BACKENDS:
@@ -210,6 +215,33 @@ def _model_row(name: str) -> dict:
             "dev": info.metrics.get("dev", {}), "test": info.metrics.get("test", {})}
 
 
+def _ensemble_row(name: str, manifest) -> dict:
+    """:func:`_model_row` for an ensemble: the backends all its members have, their sizes added."""
+    from .ensemble import ensemble_info, member_info, read_ensemble
+    from .pretrained import BACKENDS, SHIPPED
+    from .runtime import read_bundle
+
+    spec = read_ensemble(manifest)
+    forms = {}
+    for backend in BACKENDS:
+        try:
+            forms[backend] = [spec.member_path(m, backend) for m in spec.members]
+        except FileNotFoundError:
+            pass
+    if not forms:
+        [spec.member_path(m, "onnx") for m in spec.members]  # raises, saying what is missing
+    backend, paths = next(iter(forms.items()))
+    info = ensemble_info(spec, [member_info(p) for p in paths])
+    if backend == "onnx":
+        size = sum(read_bundle(p).total_bytes(shared=False) for p in paths)
+    else:
+        size = sum(p.stat().st_size for p in paths)
+    return {"model": name, "default": name == next(iter(SHIPPED)), "decoder": info.decoder.kind,
+            "encoder": info.encoder, "vocab": len(info.vocab), "path": str(manifest), "backends": sorted(forms),
+            "size_mb": round(size / 1e6, 1), "encoder_mb": None, "members": dict(zip(spec.members, spec.weights)),
+            "dev": {}, "test": {}}
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .pretrained import SHIPPED
 
@@ -230,8 +262,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         metrics = "  ".join(f"{k.removeprefix('dev_')} {v:.3f}" for k, v in dev.items() if isinstance(v, float))
         flag = " (default)" if r["default"] else ""
         shared = f" (+ {r['encoder_mb']} MB encoder, shared)" if r["encoder_mb"] else ""
-        print(f"{r['model']}{flag}: {r['decoder']} decoder, {r['encoder']} encoder, {r['vocab']} words, "
-              f"{r['size_mb']} MB{shared}, backends: {', '.join(r['backends'])}\n    dev: {metrics}")
+        second = f"dev: {metrics}"
+        if "members" in r:
+            second = "members: " + ", ".join(f"{m} (weight {w:.2f})" for m, w in r["members"].items())
+        decoders = "decoders" if "+" in r["decoder"] else "decoder"
+        print(f"{r['model']}{flag}: {r['decoder']} {decoders}, {r['encoder']} encoder, {r['vocab']} words, "
+              f"{r['size_mb']} MB{shared}, backends: {', '.join(r['backends'])}\n    {second}")
     return 0
 
 
@@ -254,7 +290,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from .decoding import overrides_from
+    from .ensemble import make_ensemble
+    from .pretrained import resolve_model
+
+    members = [resolve_model(m, "torch") for m in args.members]
+    spec = make_ensemble(members, args.weights, args.out, args.name, overrides_from(args))
+    print(f"{spec.manifest}\t{' + '.join(f'{w:.2f} {m}' for m, w in zip(spec.members, spec.weights))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .decoding import add_arguments as add_decoding_arguments
+
     parser = argparse.ArgumentParser(prog="imgsum", description="Caption photos with one English sentence.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="the exported model's name (default: the checkpoint's file name)")
     p.add_argument("--no-verify", action="store_true", help="skip checking the ONNX outputs against torch's")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("ensemble", help="write an ensemble: trained decoders that caption as one model")
+    p.add_argument("members", nargs="+", metavar="MODEL",
+                   help="checkpoints or exported models (each found by its path without suffix), or shipped names; "
+                        "they must share the encoder, the vocabulary and the concept table")
+    p.add_argument("--weights", type=float, nargs="+", default=None, help="one per member (default: equal)")
+    p.add_argument("--out", required=True, help="the folder of the manifest (members are named relative to it)")
+    p.add_argument("--name", default="ensemble", help="the ensemble's name: its manifest is NAME.json")
+    add_decoding_arguments(p)
+    p.set_defaults(func=cmd_ensemble)
     # Each tool registers its own arguments; its heavy imports happen only in ``run``.
     from .eval import cli as eval_cli
     from .serve import cli as serve_cli

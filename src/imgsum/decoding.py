@@ -11,7 +11,7 @@ Search sees a decoder only through a *stepper*:
 
 The state is opaque to search. Two backends implement the interface:
 :class:`imgsum.models.decoders.TorchStepper` (a torch decoder) and :class:`imgsum.runtime.ort.OnnxStepper`
-(ONNX Runtime, no torch). This module needs numpy alone.
+(ONNX Runtime, no torch); :class:`Ensemble` runs several as one. This module needs numpy alone.
 
 Rows whose caption is finished are dropped from the batch as they finish, so a batch costs what its
 longest caption costs, on the rows still running.
@@ -107,6 +107,41 @@ class Stepper(Protocol):
     def reorder(self, state: Any, index: np.ndarray) -> Any: ...
 
     def concepts(self, state: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class Ensemble:
+    """Several steppers over one vocabulary as one stepper: the weighted mean of their next-word
+    log-probabilities (the weighted geometric mean of their distributions). Each keeps its own state.
+    The concepts are the first one's; every one must have chosen the same for each image."""
+
+    def __init__(self, steppers: Sequence[Stepper], weights: Sequence[float]) -> None:
+        if not steppers or len(weights) != len(steppers) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"an ensemble needs one non-negative weight per member, not all zero; got {list(weights)} "
+                             f"for {len(steppers)} member(s)")
+        self.steppers = list(steppers)
+        self.weights = [w / sum(weights) for w in weights]
+
+    def _mix(self, logits: Sequence[np.ndarray]) -> np.ndarray:
+        return sum(w * _log_softmax(x) for w, x in zip(self.weights, logits))
+
+    def start(self, grid, pooled) -> tuple[np.ndarray, list]:
+        logits, states = zip(*(s.start(grid, pooled) for s in self.steppers))
+        first = self.steppers[0].concepts(states[0])[0]
+        for stepper, state in zip(self.steppers[1:], states[1:]):
+            if not np.array_equal(stepper.concepts(state)[0], first):
+                raise ValueError("the ensemble's members chose different visual concepts for an image: "
+                                 "they must share the encoder and the concept table")
+        return self._mix(logits), list(states)
+
+    def step(self, tokens: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        logits, states = zip(*(s.step(tokens, st) for s, st in zip(self.steppers, state)))
+        return self._mix(logits), list(states)
+
+    def reorder(self, state: list, index: np.ndarray) -> list:
+        return [s.reorder(st, index) for s, st in zip(self.steppers, state)]
+
+    def concepts(self, state: list) -> tuple[np.ndarray, np.ndarray]:
+        return self.steppers[0].concepts(state[0])
 
 
 def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Sequence[int] = (),

@@ -35,7 +35,8 @@ three-word sequence, three times."""
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = DESCRIPTION
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--model", default="default", help="shipped model name (default, gpt, lstm) or a checkpoint path")
+    p.add_argument("--model", default="default",
+                   help="shipped model name (default, ensemble, gpt, lstm), a model file or an ensemble manifest")
     p.add_argument("--subjects", metavar="FOLDER",
                    help="evaluate the photos of FOLDER, named by their ImageNet synset, by the subject rule "
                         "instead of the coco-caption metrics")

@@ -1,7 +1,7 @@
 """The captioning model on torch: a frozen encoder, a decoder and the vocabulary, rebuilt from one checkpoint.
 
-It has the interface of :class:`imgsum.runtime.ort.OnnxCaptionModel` (``info``, ``vocab``, ``encode``,
-``describe``, ``generate``), so :class:`imgsum.api.Captioner` runs either.
+It has the interface of :class:`imgsum.runtime.ort.OnnxCaptionModel` (``info``, ``vocab``, ``stepper``,
+``encode``, ``encode_wide``, ``describe``, ``generate``), so :class:`imgsum.api.Captioner` runs either.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class CaptionModel(nn.Module):
         """Preprocessed images (batch, 3, H, W) -> grid (batch, regions, C), pooled (batch, C), as numpy."""
         grid, pooled = self.encoder(torch.as_tensor(pixels))
         return grid.numpy(), pooled.numpy()
+
+    encode_wide = encode  # torch's threads serve every caller alike
 
     @torch.inference_mode()
     def describe(self, grid, pooled, **overrides) -> list[Caption]:

@@ -1,9 +1,10 @@
 """The models that ship inside the package (the release registry), by name.
 
-Each shipped model is here in two forms: its checkpoint (``NAME.safetensors``: the torch backend,
+Each shipped decoder is here in two forms: its checkpoint (``NAME.safetensors``: the torch backend,
 fine-tuning) and its export for ONNX Runtime (``NAME.json`` and the files it names, the encoder's
 shared between models: the default backend). ``imgsum export gpt lstm --out src/imgsum/pretrained``
-makes the second from the first.
+makes the second from the first. A shipped ensemble is one manifest (``NAME.json``, written by
+``imgsum ensemble``) naming shipped decoders; it serves both backends.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-#: Shipped model names, best first: the first is the default (chosen by dev CIDEr). Name -> checkpoint file.
-SHIPPED: dict[str, str] = {"gpt": "gpt.safetensors", "lstm": "lstm.safetensors"}
+#: Shipped model names, best first: the first is the default (chosen on the dev sets). Name -> its checkpoint file,
+#: or an ensemble's manifest.
+SHIPPED: dict[str, str] = {"ensemble": "ensemble.json", "gpt": "gpt.safetensors", "lstm": "lstm.safetensors"}
 DEFAULT = "default"
 BACKENDS = ("onnx", "torch")
 
@@ -30,14 +32,15 @@ def _name(name: str) -> str:
 
 
 def shipped_path(name: str, backend: str = "torch") -> Path:
-    """The file of a shipped model: its checkpoint (torch) or its ONNX manifest (onnx); ``default`` is the
-    first of :data:`SHIPPED`."""
+    """The file of a shipped model: its checkpoint (torch) or its ONNX manifest (onnx), or an ensemble's manifest
+    (both); ``default`` is the first of :data:`SHIPPED`."""
     name = _name(name)
-    if backend == "torch":
-        return _folder() / SHIPPED[name]
-    if backend == "onnx":
-        return _folder() / f"{Path(SHIPPED[name]).stem}.json"
-    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    file = _folder() / SHIPPED[name]
+    if backend == "torch" or file.suffix == ".json":  # an ensemble's manifest serves both backends
+        return file
+    return file.with_suffix(".json")
 
 
 def is_shipped(name_or_path: str | Path) -> bool:
@@ -45,7 +48,7 @@ def is_shipped(name_or_path: str | Path) -> bool:
 
 
 def resolve_model(name_or_path: str | Path, backend: str = "torch") -> Path:
-    """A shipped name (``default``, ``gpt``, ``lstm``) or a path -> the file to load.
+    """A shipped name (``default``, ``ensemble``, ``gpt``, ``lstm``) or a path -> the file to load.
 
     For a shipped name, ``backend`` picks the form: ``torch`` its checkpoint, ``onnx`` its ONNX manifest.
     A path is returned as it is (a checkpoint ``.safetensors``, an ONNX manifest ``.json``, or a folder
@@ -55,6 +58,8 @@ def resolve_model(name_or_path: str | Path, backend: str = "torch") -> Path:
         path = shipped_path(str(name_or_path), backend)
         if not path.is_file():
             hint = " (make it with: imgsum export gpt lstm --out src/imgsum/pretrained)" if backend == "onnx" else ""
+            if SHIPPED[_name(str(name_or_path))].endswith(".json"):
+                hint = " (make it with the imgsum ensemble command in README.md)"
             raise FileNotFoundError(f"shipped model {name_or_path!r} is missing from the installation ({path}){hint}")
         return path
     path = Path(name_or_path)

@@ -219,7 +219,8 @@ async def models(request: Request) -> ModelsResponse:
 def _model_entry(name: str, captioner: Captioner, default: bool) -> ModelEntry:
     info = captioner.info
     kind = info.decoder.kind
-    return ModelEntry(name=name, label=f"{name} ({kind.upper()} decoder)", decoder=kind, encoder=info.encoder,
+    decoders = "decoders" if "+" in kind else "decoder"  # an ensemble's kind names its members' ("gpt+lstm")
+    return ModelEntry(name=name, label=f"{name} ({kind.upper()} {decoders})", decoder=kind, encoder=info.encoder,
                       backend=captioner.backend, vocab_size=len(info.vocab), default_beam=info.decoding.beam,
                       max_len=info.decoding.max_len, default=default, metrics=info.metrics.get("dev", {}))
 

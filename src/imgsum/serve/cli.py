@@ -16,8 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", action="append", metavar="NAME[=PATH]",
-                   help="a model to serve: a shipped name (gpt, lstm), a checkpoint path, or NAME=PATH; repeat for "
-                        "several, the first is the default (default: $IMGSUM_MODELS, else every installed shipped model)")
+                   help="a model to serve: a shipped name (ensemble, gpt, lstm), a model file, or NAME=PATH; "
+                        "repeat for several, the first is the default (default: $IMGSUM_MODELS, else every installed "
+                        "shipped model)")
     p.add_argument("--backend", choices=BACKENDS,
                    help="run the models with ONNX Runtime or PyTorch (default: ONNX Runtime for shipped models, "
                         "PyTorch for checkpoint files)")

@@ -15,7 +15,8 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def installed_models(backend: str | None = None) -> dict[str, str]:
-    """The shipped models that are installed, by name: ``{"gpt": "gpt", "lstm": "lstm"}`` when all are.
+    """The shipped models that are installed, by name: ``{"ensemble": "ensemble", "gpt": "gpt", "lstm": "lstm"}``
+    when all are.
 
     With no ``backend``, a model whose ONNX export is missing but whose checkpoint is there is served from
     the checkpoint (with PyTorch).
