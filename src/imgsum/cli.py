@@ -225,11 +225,11 @@ def _ensemble_row(name: str, manifest) -> dict:
     forms = {}
     for backend in BACKENDS:
         try:
-            forms[backend] = [spec.member_path(m, backend) for m in spec.members]
+            forms[backend] = spec.member_paths(backend)
         except FileNotFoundError:
             pass
     if not forms:
-        [spec.member_path(m, "onnx") for m in spec.members]  # raises, saying what is missing
+        spec.member_paths("onnx")  # raises, saying what is missing
     backend, paths = next(iter(forms.items()))
     info = ensemble_info(spec, [member_info(p) for p in paths])
     if backend == "onnx":

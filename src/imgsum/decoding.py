@@ -115,11 +115,8 @@ class Ensemble:
     The concepts are the first one's; every one must have chosen the same for each image."""
 
     def __init__(self, steppers: Sequence[Stepper], weights: Sequence[float]) -> None:
-        if not steppers or len(weights) != len(steppers) or min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(f"an ensemble needs one non-negative weight per member, not all zero; got {list(weights)} "
-                             f"for {len(steppers)} member(s)")
         self.steppers = list(steppers)
-        self.weights = [w / sum(weights) for w in weights]
+        self.weights = ensemble_weights(weights, len(self.steppers))
 
     def _mix(self, logits: Sequence[np.ndarray]) -> np.ndarray:
         return sum(w * _log_softmax(x) for w, x in zip(self.weights, logits))
@@ -142,6 +139,14 @@ class Ensemble:
 
     def concepts(self, state: list) -> tuple[np.ndarray, np.ndarray]:
         return self.steppers[0].concepts(state[0])
+
+
+def ensemble_weights(weights: Sequence[float], members: int) -> list[float]:
+    """``weights`` scaled to sum to 1; ValueError unless there is one per member, none negative, not all zero."""
+    if not members or len(weights) != members or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"{len(weights)} weight(s) for {members} member(s): an ensemble needs one non-negative weight "
+                         f"per member, not all zero; got {list(weights)}")
+    return [w / sum(weights) for w in weights]
 
 
 def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Sequence[int] = (),

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .decoding import Caption, DecodingOptions, Ensemble, search_captions
+from .decoding import Caption, DecodingOptions, Ensemble, ensemble_weights, search_captions
 from .files import write_text_atomic
 from .model_info import ModelInfo, read_checkpoint_info
 from .text import Vocabulary
@@ -46,14 +46,16 @@ class EnsembleSpec:
     def manifest(self) -> Path:
         return self.folder / f"{self.name}.json"
 
-    def member_path(self, member: str, backend: str) -> Path:
-        """The file of ``member`` that ``backend`` loads."""
+    def member_paths(self, backend: str) -> list[Path]:
+        """The members' files that ``backend`` loads; FileNotFoundError names the first that is missing."""
         if backend not in SUFFIX:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(SUFFIX)}")
-        path = self.folder / f"{member}{SUFFIX[backend]}"
-        if not path.is_file():
-            raise FileNotFoundError(f"ensemble {self.manifest}: its member {member!r} has no {backend} form ({path})")
-        return path
+        paths = [self.folder / f"{member}{SUFFIX[backend]}" for member in self.members]
+        for member, path in zip(self.members, paths):
+            if not path.is_file():
+                raise FileNotFoundError(f"ensemble {self.manifest}: its member {member!r} has no {backend} form "
+                                        f"({path})")
+        return paths
 
     def to_dict(self) -> dict:
         return {"format": ENSEMBLE_FORMAT, "format_version": ENSEMBLE_VERSION, "name": self.name,
@@ -141,7 +143,7 @@ class EnsembleModel:
     @classmethod
     def load(cls, spec: EnsembleSpec, backend: str, load_member: Callable[[Path], Any]) -> "EnsembleModel":
         """``load_member(path)``: a loaded model from a member's file for ``backend``."""
-        paths = [spec.member_path(m, backend) for m in spec.members]
+        paths = spec.member_paths(backend)
         check_members([member_info(p) for p in paths], spec.members)  # before loading any weights
         return cls(spec, [load_member(p) for p in paths])
 
@@ -165,16 +167,13 @@ def make_ensemble(members: Sequence[Path], weights: Sequence[float] | None, out:
     its path without suffix, relative to ``out``). ``weights`` default to equal; ``decoding`` overrides the first
     member's decoding settings. Raises ValueError for members that cannot caption as one."""
     members = [Path(m) for m in members]
-    weights = list(weights) if weights else [1.0] * len(members)
-    if len(weights) != len(members):
-        raise ValueError(f"{len(weights)} weight(s) for {len(members)} member(s)")
+    weights = ensemble_weights(weights or [1.0] * len(members), len(members))
     infos = [member_info(m) for m in members]
     check_members(infos, [str(m) for m in members])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     relative = [_relative(m.with_suffix(""), out.resolve()) for m in members]
-    Ensemble([None] * len(members), weights)  # the same check of the weights as at load time
-    spec = EnsembleSpec(name=name, folder=out, members=relative, weights=[w / sum(weights) for w in weights],
+    spec = EnsembleSpec(name=name, folder=out, members=relative, weights=weights,
                         decoding=infos[0].decoding.with_overrides(**decoding))
     spec.save()
     return spec

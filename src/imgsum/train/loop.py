@@ -299,7 +299,7 @@ class Trainer:
             concepts = tuple(x.to(self.device) for x in self.train.concepts(images))
             xe = None
             if not scst or cfg.scst_xe:
-                text = self.text_batch(st["global_step"], [self.train.words[r] for r in rows.tolist()], local)
+                text = self.text_batch(st["global_step"], rows, local)
                 xe = (grid, pooled, concepts, self.train.tokens[rows].to(self.device),
                       targets_all[rows].to(self.device), local, text)
             if scst:
@@ -329,15 +329,16 @@ class Trainer:
         total = float(world.total(torch.tensor(float(captions), device=self.device)))
         st["train_captions_per_second"] = total / seconds if seconds > 0 and captions else None
 
-    def text_batch(self, step: int, words: list[list[str]], images: torch.Tensor) -> TextBatch | None:
+    def text_batch(self, step: int, rows: torch.Tensor, images: torch.Tensor) -> TextBatch | None:
         """This rank's share of the step's text-only captions (``text_batch`` for each process), and with
-        ``own_concepts``, a share of its image captions (``words``, of the batch images ``images``) again, given
-        the concepts their words name."""
+        ``own_concepts``, a share of its image captions (training captions ``rows``, of the batch images ``images``)
+        again, given the concepts their words name."""
         if not self.text_examples:
             return None
         size = self.cfg.text_batch * self.world.size if len(self.text_examples) else 0
         text = self.text_examples.batch(step, size, rank_share(np.arange(size), self.world).tolist())
         if self.cfg.own_concepts > 0:
+            words = [self.train.words[r] for r in rows.tolist()]
             text = text + self.text_examples.own_concepts(words, images.cpu(), self.cfg.own_concepts, step)
         return text.to(self.device)
 
