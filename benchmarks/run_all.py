@@ -149,6 +149,11 @@ def run(args: argparse.Namespace) -> dict:
     captioners = {m: backend.build(m, args.threads) for m in models}
     out["targets_default"] = {**TARGETS_DEFAULT, "beam": captioners[default].info.decoding.beam}
     kinds = {m: captioners[m].info.decoder.kind for m in models}
+
+    def own_beam(beams: list[int], m: str) -> list[int]:
+        """``beams`` and model ``m``'s own default beam, whose rows its targets are checked on."""
+        return sorted({*beams, captioners[m].info.decoding.beam})
+
     out["backends"] = {model_label(m): captioners[m].backend for m in models}
     # The comparison backend, for the models on which it differs from the main one.
     others = {m: c for m in (models if compare else []) if (c := compare.build(m, args.threads)).backend
@@ -194,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
 
     if "latency" in args.sections:
         for m in models:
-            for beam in args.beams:
+            for beam in own_beam(args.beams, m):
                 for cap, _, fields, label in variants(m):
                     record("latency", lambda: {"system": model_label(m), "kind": kinds[m], "beam": beam, **fields,
                                                **latency_stats(time_each(lambda p: cap.caption(p, beam=beam),
@@ -217,7 +222,7 @@ def run(args: argparse.Namespace) -> dict:
                     "images_per_second": rate(len(baseline_paths), seconds)}
 
         for m in models:
-            for beam in args.throughput_beams:
+            for beam in own_beam(args.throughput_beams, m):
                 for cap, _, fields, label in variants(m):
                     record("throughput", lambda: ours(m, cap, fields, beam), f"{label} beam {beam}")
         for k, spec in specs.items():
@@ -303,9 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-images", type=int, default=0,
                    help="images for the baseline's throughput, one at a time (default: the same as --images)")
     p.add_argument("--latency-images", type=int, default=50)
-    p.add_argument("--beams", type=int, nargs="+", default=[1, 3, 5], help="beams for the latency (default: 1 3 5)")
+    p.add_argument("--beams", type=int, nargs="+", default=[1, 3, 5], help="beams for the latency, each model's own default beam added (default: 1 3 5)")
     p.add_argument("--throughput-beams", type=int, nargs="+", default=[3, 5],
-                   help="beams for the throughput (default: 3 5)")
+                   help="beams for the throughput, each model's own default beam added (default: 3 5)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
     p.add_argument("--cold-repeats", type=int, default=3)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from .concepts import FIRST_SLOT, Concept, render_slots
-from .text import FREE_WORDS, Vocabulary
+from .text import FREE_WORDS, Vocabulary, ngrams
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class DecodingOptions:
     concepts_once: bool = field(default=False, metadata={
         "help": "with block_repeats: never say a word of the image's visual concepts a second time "
                 "(no 'a chair is sitting on a chair')"})
+    consensus: float = field(default=0.0, metadata={
+        "help": "beam search: of the finished captions, choose the one that agrees most with the others (minimum "
+                "Bayes risk: expected 1- to 4-word overlap, each caption weighted by softmax(its ranking score / "
+                "this)); 0: the best-ranked caption"})
 
     def with_overrides(self, **overrides: Any) -> "DecodingOptions":
         """These options with each override that is not None in place (None keeps the value here)."""
@@ -184,9 +188,10 @@ def greedy(stepper: Stepper, grid, pooled, eos_id: int, max_len: int, banned: Se
 
 def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len: int, length_penalty: float,
                 banned: Sequence[int] = (), repeats: "RepeatBlock | None" = None,
-                guide: "ConceptGuide | None" = None) -> list[list[int]]:
+                guide: "ConceptGuide | None" = None, consensus: float = 0.0) -> list[list[int]]:
     """Keeps the ``beam`` best prefixes per image; the finished caption with the best
-    ``log-probability / length ** length_penalty`` wins (0: plain log-probability).
+    ``log-probability / length ** length_penalty`` wins (0: plain log-probability), or with ``consensus`` > 0
+    the one that agrees most with the others (:func:`consensus_choice`).
     ``banned`` token ids are never emitted; ``repeats`` blocks repetitions; ``guide`` favours saying the
     visual concepts."""
     logits, state = stepper.start(grid, pooled)
@@ -210,7 +215,7 @@ def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len:
         finished = done.all(1)
         if finished.any():  # record the images whose beams have all ended, and drop their rows
             for i in np.flatnonzero(finished):
-                results[alive[i]] = _best(seqs[i], scores[i], eos_id, length_penalty)
+                results[alive[i]] = _best(seqs[i], scores[i], eos_id, length_penalty, consensus)
             keep = np.flatnonzero(~finished)
             if not len(keep):
                 break
@@ -231,7 +236,7 @@ def beam_search(stepper: Stepper, grid, pooled, eos_id: int, beam: int, max_len:
         done = np.take_along_axis(done, parent, 1) | (tokens == eos_id)
         state = stepper.reorder(state, (parent + np.arange(n)[:, None] * k).reshape(-1))
     for i, image in enumerate(alive):  # cut at max_len
-        results[image] = _best(seqs[i], scores[i], eos_id, length_penalty)
+        results[image] = _best(seqs[i], scores[i], eos_id, length_penalty, consensus)
     return results
 
 
@@ -330,10 +335,39 @@ class ConceptGuide:
         return add
 
 
-def _best(seqs: np.ndarray, scores: np.ndarray, eos_id: int, length_penalty: float) -> list[int]:
+def _best(seqs: np.ndarray, scores: np.ndarray, eos_id: int, length_penalty: float,
+          consensus: float = 0.0) -> list[int]:
     """The winning beam of one image: seqs (k, t), scores (k,)."""
     lengths = np.minimum((seqs != eos_id).sum(-1) + 1, seqs.shape[-1]).astype(np.float32)  # words + <eos>
-    return _until_eos(seqs[int((scores / lengths**length_penalty).argmax())].tolist(), eos_id)
+    ranked = scores / lengths**length_penalty
+    if consensus > 0:
+        return consensus_choice([_until_eos(row, eos_id) for row in seqs.tolist()], ranked, consensus)
+    return _until_eos(seqs[int(ranked.argmax())].tolist(), eos_id)
+
+
+def overlap(a: Sequence[int], b: Sequence[int], n_max: int = 4) -> float:
+    """How alike two captions are, from 0 to 1: the mean over n = 1..``n_max`` of the share of n-word
+    sequences they have in common (2 |common| / (|a's| + |b's|); 0 for an n longer than both)."""
+    total = 0.0
+    for n in range(1, n_max + 1):
+        ga, gb = ngrams(a, n), ngrams(b, n)
+        size = sum(ga.values()) + sum(gb.values())
+        if size:
+            total += 2 * sum((ga & gb).values()) / size
+    return total / n_max
+
+
+def consensus_choice(captions: Sequence[Sequence[int]], ranked: np.ndarray, temperature: float) -> list[int]:
+    """Minimum Bayes risk choice among one image's finished captions: the one whose expected :func:`overlap`
+    with them all is highest, each weighted by softmax(``ranked`` / ``temperature``) (its ranking score).
+    Captions scored -inf (never reached) are left out."""
+    keep = np.flatnonzero(np.isfinite(ranked))
+    if not len(keep):
+        return list(captions[int(np.argmax(ranked))])
+    weights = np.exp((ranked[keep] - ranked[keep].max()) / temperature)
+    weights /= weights.sum()
+    expected = [sum(w * overlap(captions[i], captions[j]) for w, j in zip(weights, keep)) for i in keep]
+    return list(captions[keep[int(np.argmax(expected))]])
 
 
 def _ban(vocab: int, banned: Sequence[int]) -> np.ndarray:
@@ -376,7 +410,7 @@ def search(stepper: Stepper, grid, pooled, eos_id: int, options: DecodingOptions
     if options.beam <= 1:
         return greedy(stepper, grid, pooled, eos_id, options.max_len, banned, repeats, guide)
     return beam_search(stepper, grid, pooled, eos_id, options.beam, options.max_len, options.length_penalty, banned,
-                       repeats, guide)
+                       repeats, guide, options.consensus)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable
+from typing import Hashable, Iterable, Sequence
 
 TOKEN_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -20,6 +20,11 @@ VOWEL_SOUND = ("hour", "honest", "honor", "honour", "heir")
 def tokenize(text: str) -> list[str]:
     """Lower-cases and splits into words; numbers ("2") and hyphenated words ("t-shirt") are kept whole."""
     return TOKEN_RE.findall(text.lower())
+
+
+def ngrams(words: Sequence[Hashable], n: int) -> Counter:
+    """The ``n``-word sequences of ``words`` (strings or token ids), as tuples, counted."""
+    return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
 def article(word: str) -> str:

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..concepts import ConceptTable
-from ..text import FREE_WORDS
+from ..text import FREE_WORDS, ngrams
 
 SYNSET_RE = re.compile(r"^(n\d{8})_")
 
@@ -59,5 +59,4 @@ def is_degenerate(caption: str) -> bool:
     words = caption.lower().split()
     if any(n >= 3 for w, n in Counter(words).items() if w not in FREE_WORDS):
         return True
-    return any(n >= 3 for size in (2, 3)
-               for n in Counter(tuple(words[i : i + size]) for i in range(len(words) - size + 1)).values())
+    return any(n >= 3 for size in (2, 3) for n in ngrams(words, size).values())

@@ -11,13 +11,19 @@ import math
 from collections import Counter, defaultdict
 from typing import Mapping, Sequence
 
+from ..text import ngrams
+
 N = 4
 SIGMA = 6.0
 Vector = tuple[list[dict[tuple[str, ...], float]], list[float], int]
 
 
 def _ngrams(words: Sequence[str]) -> Counter:
-    return Counter(tuple(words[i : i + n]) for n in range(1, N + 1) for i in range(len(words) - n + 1))
+    """Every 1- to N-word sequence of ``words``, counted."""
+    counts: Counter = Counter()
+    for n in range(1, N + 1):
+        counts.update(ngrams(words, n))
+    return counts
 
 
 class CiderD:
