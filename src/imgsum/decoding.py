@@ -20,6 +20,7 @@ longest caption costs, on the rows still running.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Protocol, Sequence
 
@@ -348,13 +349,21 @@ def _best(seqs: np.ndarray, scores: np.ndarray, eos_id: int, length_penalty: flo
 def overlap(a: Sequence[int], b: Sequence[int], n_max: int = 4) -> float:
     """How alike two captions are, from 0 to 1: the mean over n = 1..``n_max`` of the share of n-word
     sequences they have in common (2 |common| / (|a's| + |b's|); 0 for an n longer than both)."""
+    return _overlap(_grams(a, n_max), _grams(b, n_max))
+
+
+def _grams(caption: Sequence[int], n_max: int = 4) -> list[Counter]:
+    return [ngrams(caption, n) for n in range(1, n_max + 1)]
+
+
+def _overlap(a: list[Counter], b: list[Counter]) -> float:
+    """:func:`overlap` of two captions' :func:`_grams`."""
     total = 0.0
-    for n in range(1, n_max + 1):
-        ga, gb = ngrams(a, n), ngrams(b, n)
-        size = sum(ga.values()) + sum(gb.values())
+    for ga, gb in zip(a, b):
+        size = ga.total() + gb.total()
         if size:
-            total += 2 * sum((ga & gb).values()) / size
-    return total / n_max
+            total += 2 * (ga & gb).total() / size
+    return total / len(a)
 
 
 def consensus_choice(captions: Sequence[Sequence[int]], ranked: np.ndarray, temperature: float) -> list[int]:
@@ -365,9 +374,12 @@ def consensus_choice(captions: Sequence[Sequence[int]], ranked: np.ndarray, temp
     if not len(keep):
         return list(captions[int(np.argmax(ranked))])
     weights = np.exp((ranked[keep] - ranked[keep].max()) / temperature)
-    weights /= weights.sum()
-    expected = [sum(w * overlap(captions[i], captions[j]) for w, j in zip(weights, keep)) for i in keep]
-    return list(captions[keep[int(np.argmax(expected))]])
+    grams = [_grams(captions[i]) for i in keep]
+    alike = np.eye(len(keep))
+    for i, j in zip(*np.triu_indices(len(keep), 1)):
+        alike[i, j] = alike[j, i] = _overlap(grams[i], grams[j])
+    alike[np.diag_indices(len(keep))] = [_overlap(g, g) for g in grams]  # 0 for an empty caption
+    return list(captions[keep[int(np.argmax(alike @ weights))]])
 
 
 def _ban(vocab: int, banned: Sequence[int]) -> np.ndarray:
