@@ -7,9 +7,10 @@ the words its slot tokens say.
     imgsum export gpt.safetensors --out src/imgsum/pretrained --name gpt     # the ONNX form carries them too
 
 The weights are copied unchanged; the metadata's ``decoding`` takes the given options (the others keep the
-checkpoint's), and ``training["decoding_set"]`` records what it was before. ``--concept-table`` takes the
-(word, plural) pairs from the concept table (``src/imgsum/assets/imagenet_concepts.json``), whose words must be
-the checkpoint's: a rebuilt table with better plurals ("sheep", not "sheeps") reaches a trained model so.
+checkpoint's), and ``training["decoding_set"]`` records each change, oldest first: what it was before, what
+changed. ``--concept-table`` takes the (word, plural) pairs from the concept table
+(``src/imgsum/assets/imagenet_concepts.json``), whose words must be the checkpoint's: a rebuilt table with better
+plurals ("sheep", not "sheeps") reaches a trained model so.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     new = info.decoding.with_overrides(**overrides)
     training = dict(info.training)
     if overrides:
-        training["decoding_set"] = {"before": info.decoding.to_dict(), "changed": overrides}
+        history = training.get("decoding_set", [])
+        history = [history] if isinstance(history, dict) else list(history)  # one change, as checkpoints kept it
+        training["decoding_set"] = [*history, {"before": info.decoding.to_dict(), "changed": overrides}]
     concepts = info.concepts
     if args.concept_table:
         concepts = ConceptTable.load().pairs()
