@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import optimiser_step
+
 VOCAB = 7500
 EMBED = 512
 BOS, EOS = 1, 2
@@ -154,15 +156,11 @@ def train_step_fn(decoder: str, batch: int, words: int, seed: int = 0):
     tokens[:, 0] = BOS
     targets = torch.cat([tokens[:, 1:], torch.full((batch, 1), EOS)], 1)  # (captions, words + 1)
 
-    def step() -> float:
+    def loss() -> torch.Tensor:
         logits = model(fc(pooled), tokens)[:, 1:]  # the image position predicts nothing
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1))
 
-    return step
+    return optimiser_step(opt, loss)
 
 
 def main(argv: list[str] | None = None) -> int:

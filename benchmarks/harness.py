@@ -171,6 +171,24 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else math.inf
 
 
+def optimiser_step(opt: Any, loss: Callable[[], Any], clip: Sequence[Any] = ()) -> Callable[[], float]:
+    """A training step for :func:`training_rate`: ``loss()`` (a torch scalar), backward, gradient norms of ``clip``
+    clipped to 1, ``opt.step()``; returns the loss."""
+
+    def step() -> float:
+        value = loss()
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        if clip:
+            import torch
+
+            torch.nn.utils.clip_grad_norm_(clip, 1.0)
+        opt.step()
+        return value.item()
+
+    return step
+
+
 def training_rate(step: Callable[[], Any], captions_per_step: int, steps: int = 5, warmup: int = 1) -> dict:
     """Captions per second of an optimisation step function, after ``warmup`` untimed steps."""
     for _ in range(warmup):

@@ -29,7 +29,8 @@ import torch
 import baseline
 import tables
 from data_paths import FLICKR8K_CAPTIONS
-from harness import BACKENDS, ForeignLoad, cold_start, latency_stats, rate, time_each, timed, training_rate
+from harness import (BACKENDS, ForeignLoad, cold_start, latency_stats, optimiser_step, rate, time_each, timed,
+                     training_rate)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -83,16 +84,11 @@ def our_train_step(config, images: int, per_image: int, words: int, seed: int = 
     targets = torch.cat([tokens, torch.full((n, 1), 2)], 1)  # words then <eos>
     image_index = torch.arange(images).repeat_interleave(per_image)
 
-    def step() -> float:
+    def loss():
         logits = decoder(grid, grid.mean(1), tokens, image_index)  # (captions, 1 + T, vocab)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0, label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
-        opt.step()
-        return loss.item()
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0, label_smoothing=0.1)
 
-    return step, words
+    return optimiser_step(opt, loss, list(decoder.parameters())), words
 
 
 def stage_breakdown(captioner, paths: list[Path], beam: int, batch_size: int) -> dict:
