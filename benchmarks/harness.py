@@ -174,15 +174,15 @@ def rate(count: int, seconds: float) -> float:
 def optimiser_step(opt: Any, loss: Callable[[], Any], clip: Sequence[Any] = ()) -> Callable[[], float]:
     """A training step for :func:`training_rate`: ``loss()`` (a torch scalar), backward, gradient norms of ``clip``
     clipped to 1, ``opt.step()``; returns the loss."""
+    if clip:
+        from torch.nn.utils import clip_grad_norm_
 
     def step() -> float:
         value = loss()
         opt.zero_grad(set_to_none=True)
         value.backward()
         if clip:
-            import torch
-
-            torch.nn.utils.clip_grad_norm_(clip, 1.0)
+            clip_grad_norm_(clip, 1.0)
         opt.step()
         return value.item()
 

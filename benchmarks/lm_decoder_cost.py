@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import statistics
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import optimiser_step, timed, training_rate
+from harness import optimiser_step, time_each, timed, training_rate
 from imgsum.api import Captioner
 from imgsum.eval.machine import machine_info, machine_line, utc_now
 from run_all import our_train_step
@@ -33,6 +33,7 @@ from run_all import our_train_step
 HERE = Path(__file__).resolve().parent
 SAMPLES = HERE.parent / "src" / "imgsum" / "assets" / "samples"
 LAYERS, DIM, HEADS, KV_HEADS, FFN, VOCAB = 30, 576, 9, 3, 1536, 49152
+HEAD = DIM // HEADS
 PREFIX, PROMPT, STEPS, BEAM, CAPTIONS, TOKENS = 10, 3, 12, 5, 16, 16
 
 
@@ -41,11 +42,10 @@ class SmolShapedLM(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        head = DIM // HEADS
         self.embed = torch.nn.Embedding(VOCAB, DIM)
         self.blocks = torch.nn.ModuleList(torch.nn.ModuleDict({
-            "q": torch.nn.Linear(DIM, DIM, bias=False), "k": torch.nn.Linear(DIM, KV_HEADS * head, bias=False),
-            "v": torch.nn.Linear(DIM, KV_HEADS * head, bias=False), "o": torch.nn.Linear(DIM, DIM, bias=False),
+            "q": torch.nn.Linear(DIM, DIM, bias=False), "k": torch.nn.Linear(DIM, KV_HEADS * HEAD, bias=False),
+            "v": torch.nn.Linear(DIM, KV_HEADS * HEAD, bias=False), "o": torch.nn.Linear(DIM, DIM, bias=False),
             "gate": torch.nn.Linear(DIM, FFN, bias=False), "up": torch.nn.Linear(DIM, FFN, bias=False),
             "down": torch.nn.Linear(FFN, DIM, bias=False),
             "norm1": torch.nn.RMSNorm(DIM), "norm2": torch.nn.RMSNorm(DIM)}) for _ in range(LAYERS))
@@ -54,12 +54,11 @@ class SmolShapedLM(torch.nn.Module):
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         """Embedded inputs (batch, T, DIM) -> logits (batch, T, VOCAB); ``cache`` (decoding) grows by T."""
         b, t, _ = x.shape
-        head = DIM // HEADS
         for i, blk in enumerate(self.blocks):
             h = blk["norm1"](x)
-            q = blk["q"](h).view(b, t, HEADS, head).transpose(1, 2)
-            k = blk["k"](h).view(b, t, KV_HEADS, head).transpose(1, 2)
-            v = blk["v"](h).view(b, t, KV_HEADS, head).transpose(1, 2)
+            q = blk["q"](h).view(b, t, HEADS, HEAD).transpose(1, 2)
+            k = blk["k"](h).view(b, t, KV_HEADS, HEAD).transpose(1, 2)
+            v = blk["v"](h).view(b, t, KV_HEADS, HEAD).transpose(1, 2)
             if cache is not None:
                 if i in cache:
                     k, v = torch.cat([cache[i][0], k], 2), torch.cat([cache[i][1], v], 2)
@@ -106,32 +105,27 @@ def lm_decode_seconds(lm: SmolShapedLM, repeats: int = 5) -> float:
     return seconds / repeats
 
 
-def gpt_decode_seconds(backend: str, repeats: int = 5) -> float:
-    """Seconds per photo of the shipped ``gpt``'s beam-5 search on the sample photos' features (encoder apart)."""
-    captioner = Captioner.load("gpt", backend=backend)
+def gpt_decode_seconds(captioner: Captioner, repeats: int = 5) -> float:
+    """Mean seconds per photo of the shipped ``gpt``'s beam-5 search on the sample photos' features (encoder
+    apart), after one untimed pass over them."""
     model = captioner.model
     pixels = np.stack([captioner.preprocess.load(path) for path in sorted(SAMPLES.glob("*.jpg"))])
     grid, pooled = model.encode(pixels)
     rows = [(grid[i : i + 1], pooled[i : i + 1]) for i in range(len(pixels))]
-    for g, p in rows:
-        model.describe(g, p, beam=BEAM)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        for g, p in rows:
-            model.describe(g, p, beam=BEAM)
-    return (time.perf_counter() - start) / (repeats * len(rows))
+    seconds, _ = time_each(lambda row: model.describe(*row, beam=BEAM), rows * repeats, warmup=len(rows))
+    return statistics.fmean(seconds)
 
 
 def run() -> dict:
     torch.manual_seed(0)
     lm = SmolShapedLM()
-    info = Captioner.load("gpt", backend="torch").model.info
-    gpt_step, words = our_train_step(info.decoder, images=CAPTIONS, per_image=1, words=TOKENS)
+    gpt_torch = Captioner.load("gpt", backend="torch")
+    gpt_step, words = our_train_step(gpt_torch.model.info.decoder, images=CAPTIONS, per_image=1, words=TOKENS)
     train = {"gpt": training_rate(gpt_step, CAPTIONS, steps=5),
              "lm_frozen": training_rate(lm_train_step(lm, fine_tune=False), CAPTIONS, steps=3),
              "lm_fine_tuned": training_rate(lm_train_step(lm, fine_tune=True), CAPTIONS, steps=3)}
-    decode = {"lm_torch": lm_decode_seconds(lm), "gpt_torch": gpt_decode_seconds("torch"),
-              "gpt_onnx": gpt_decode_seconds("onnx")}
+    decode = {"lm_torch": lm_decode_seconds(lm), "gpt_torch": gpt_decode_seconds(gpt_torch),
+              "gpt_onnx": gpt_decode_seconds(Captioner.load("gpt", backend="onnx"))}
     return {"date": utc_now(), "machine": machine_info(), "threads": torch.get_num_threads(), "train": train,
             "decode_seconds": decode, "gpt_train_words": words,
             "lm_parameters": sum(p.numel() for p in lm.parameters())}
@@ -163,8 +157,9 @@ def main() -> None:
     result = run()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    args.out.write_text(table(result))
-    print(table(result))
+    text = table(result)
+    args.out.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

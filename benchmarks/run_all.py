@@ -84,7 +84,7 @@ def our_train_step(config, images: int, per_image: int, words: int, seed: int = 
     targets = torch.cat([tokens, torch.full((n, 1), 2)], 1)  # words then <eos>
     image_index = torch.arange(images).repeat_interleave(per_image)
 
-    def loss():
+    def loss() -> torch.Tensor:
         logits = decoder(grid, grid.mean(1), tokens, image_index)  # (captions, 1 + T, vocab)
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0, label_smoothing=0.1)
 
