@@ -23,7 +23,7 @@ def test_topk_gives_the_largest_values_best_first_and_their_indices(rows: int, n
     assert values.shape == index.shape == (rows, k)
     np.testing.assert_array_equal(values, _reference(x, k))
     np.testing.assert_array_equal(np.take_along_axis(x, index, -1), values)
-    assert all(len(set(row)) == k for row in index.tolist())
+    assert all(len(set(row)) == k for row in index.tolist()) and (index < n).all()
 
 
 def test_topk_with_few_finite_values_fills_with_minus_infinity() -> None:
@@ -32,3 +32,4 @@ def test_topk_with_few_finite_values_fills_with_minus_infinity() -> None:
     values, index = _topk(x, 3)
     assert index[:, 0].tolist() == [17, 9_999] and values[:, 0].tolist() == [0.0, -1.0]
     assert np.isneginf(values[:, 1:]).all() and all(len(set(row)) == 3 for row in index.tolist())
+    assert (index < x.shape[1]).all()  # never an index past the row (the blocks' padding)

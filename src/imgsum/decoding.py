@@ -396,28 +396,33 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return x
 
 
-def _topk(x: np.ndarray, k: int, block: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest values of each row of ``x`` (rows, n), best first, and their indices.
-
-    A row's ``k`` largest values lie in the ``k`` blocks of ``block`` neighbours with the largest maxima, so a wide row
-    is first cut down to those blocks (a vectorised maximum, then a partition of ``k * block`` values instead of
-    ``n``): about five times faster for a beam's ``k * vocabulary`` candidates, with the same values."""
-    rows, n = x.shape
-    blocks = -(-n // block)
-    if blocks > 2 * k:
-        if blocks * block != n:
-            x = np.concatenate([x, np.full((rows, blocks * block - n), -np.inf, x.dtype)], 1)
-        grouped = x.reshape(rows, blocks, block)
-        best = np.argpartition(grouped.max(-1), -k, axis=-1)[:, -k:]  # (rows, k) blocks
-        x = np.take_along_axis(grouped, best[..., None], 1).reshape(rows, k * block)
-        at = np.argpartition(x, -k, axis=-1)[:, -k:]
-        index = np.take_along_axis(best, at // block, -1) * block + at % block
-        values = np.take_along_axis(x, at, -1)
-    else:
+def _topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest values of each row of ``x`` (rows, n), best first, and their indices."""
+    n = x.shape[-1]
+    index = _topk_in_blocks(x, k)
+    if index is None or (index >= n).any():  # narrow rows, or fewer than k values above -inf (padding was chosen)
         index = np.argpartition(x, -k, axis=-1)[:, -k:] if k < n else np.broadcast_to(np.arange(n), x.shape)
-        values = np.take_along_axis(x, index, -1)
+    values = np.take_along_axis(x, index, -1)
     order = np.argsort(-values, axis=-1, kind="stable")
     return np.take_along_axis(values, order, -1), np.take_along_axis(index, order, -1)
+
+
+def _topk_in_blocks(x: np.ndarray, k: int, block: int = 128) -> np.ndarray | None:
+    """The indices of the ``k`` largest values of each row of ``x`` (rows, n), in no order; None for rows too
+    narrow to gain. A row's ``k`` largest values lie in the ``k`` blocks of ``block`` neighbours with the largest
+    maxima, so the row is first cut down to those blocks (a vectorised maximum, then a partition of ``k * block``
+    values instead of ``n``): about five times faster for a beam's ``k * vocabulary`` candidates. The last block is
+    padded with -inf: an index past the row means fewer than ``k`` values above -inf."""
+    rows, n = x.shape
+    blocks = -(-n // block)
+    if blocks <= 2 * k:
+        return None
+    if blocks * block != n:
+        x = np.concatenate([x, np.full((rows, blocks * block - n), -np.inf, x.dtype)], 1)
+    grouped = x.reshape(rows, blocks, block)
+    best = np.argpartition(grouped.max(-1), -k, axis=-1)[:, -k:]  # (rows, k) blocks
+    at = np.argpartition(np.take_along_axis(grouped, best[..., None], 1).reshape(rows, k * block), -k, axis=-1)[:, -k:]
+    return np.take_along_axis(best, at // block, -1) * block + at % block
 
 
 def _until_eos(ids: list[int], eos_id: int) -> list[int]:
