@@ -21,8 +21,8 @@ LAYERS: list[set[str]] = [
      "imgsum.pretrained", "imgsum.data"},  # ground floor: numpy and Pillow at most
     {"imgsum.runtime", "imgsum.models", "imgsum.models.concept_layers",
      "imgsum.checkpoint"},  # the two backends: ONNX Runtime; torch
-    {"imgsum.api", "imgsum.ensemble", "imgsum.export"},  # captioning on either backend (several decoders as one too);
-    # exporting from one to the other
+    {"imgsum.api", "imgsum.ensemble", "imgsum.export", "imgsum.quantize"},  # captioning on either backend (several
+    # decoders as one too); exporting from one to the other, and an int8 encoder for the second
     {"imgsum.eval", "imgsum.eval.subjects", "imgsum.train", "imgsum.train.examples", "imgsum.train.text_only",
      "imgsum.train.scst", "imgsum.train.reward", "imgsum.serve", "imgsum.scale"},  # tools built on the API and the models
     {"imgsum.cli", "imgsum.__main__", "imgsum"},  # entry points: the command line (python -m imgsum), the package's lazy attributes

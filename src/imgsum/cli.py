@@ -201,18 +201,18 @@ def _model_row(name: str) -> dict:
     else:
         path = resolve_model(name)
         forms["torch" if is_checkpoint(path) else "onnx"] = path
-    encoder_size = None
+    encoder_size, int8 = None, False
     if "onnx" in forms:
         bundle = read_bundle(forms["onnx"])
         info, path, size = bundle.info, bundle.manifest, bundle.total_bytes(shared=False)
-        encoder_size = bundle.files.get(bundle.encoder, {}).get("bytes")
+        encoder_size, int8 = bundle.files.get(bundle.encoder, {}).get("bytes"), bundle.encoder != bundle.float_encoder
     else:
         path = forms["torch"]
         info, size = read_checkpoint_info(path), path.stat().st_size
     return {"model": name, "default": name == next(iter(SHIPPED)), "decoder": info.decoder.kind,
             "encoder": info.encoder, "vocab": len(info.vocab), "path": str(path), "backends": sorted(forms),
             "size_mb": round(size / 1e6, 1), "encoder_mb": encoder_size and round(encoder_size / 1e6, 1),
-            "dev": info.metrics.get("dev", {}), "test": info.metrics.get("test", {})}
+            "encoder_int8": int8, "dev": info.metrics.get("dev", {}), "test": info.metrics.get("test", {})}
 
 
 def _ensemble_row(name: str, manifest) -> dict:
@@ -262,6 +262,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         metrics = "  ".join(f"{k.removeprefix('dev_')} {v:.3f}" for k, v in dev.items() if isinstance(v, float))
         flag = " (default)" if r["default"] else ""
         shared = f" (+ {r['encoder_mb']} MB encoder, shared)" if r["encoder_mb"] else ""
+        if r.get("encoder_int8"):
+            shared = f" (+ {r['encoder_mb']} MB int8 encoder on onnx)"
         second = f"dev: {metrics}"
         if "members" in r:
             second = "members: " + ", ".join(f"{m} (weight {w:.2f})" for m, w in r["members"].items())
@@ -283,10 +285,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ImportError as err:
         logger.error("export needs PyTorch and onnx (%s): pip install 'imgsum[train]'", err)
         return 2
+    photos = []
+    if args.int8_encoder:
+        from .quantize import calibration_photos, quantize_bundle
+
+        photos = calibration_photos(args.int8_encoder, args.calibration_photos)
     for path in paths:
         bundle = export_checkpoint(path, args.out, name=args.name, verify=not args.no_verify)
+        if photos:
+            bundle = quantize_bundle(bundle, photos)
         print(f"{bundle.manifest}\t{bundle.total_bytes(shared=False) / 1e6:.1f} MB "
-              f"(+ {bundle.encoder}, shared: {(bundle.total_bytes() - bundle.total_bytes(shared=False)) / 1e6:.1f} MB)")
+              f"(+ {bundle.encoder}: {(bundle.total_bytes() - bundle.total_bytes(shared=False)) / 1e6:.1f} MB)")
     return 0
 
 
@@ -319,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the ONNX files and their manifests")
     p.add_argument("--name", default=None, help="the exported model's name (default: the checkpoint's file name)")
     p.add_argument("--no-verify", action="store_true", help="skip checking the ONNX outputs against torch's")
+    p.add_argument("--int8-encoder", metavar="PHOTOS", default=None,
+                   help="also quantise the encoder to int8 for these models, calibrated on PHOTOS: a folder, or a "
+                        "caption file (its training split); the float encoder stays beside it")
+    p.add_argument("--calibration-photos", type=int, default=64, metavar="N",
+                   help="how many of PHOTOS calibrate the int8 encoder (the first N by name; default 64)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("ensemble", help="write an ensemble: trained decoders that caption as one model")
     p.add_argument("members", nargs="+", metavar="MODEL",

@@ -11,6 +11,9 @@ A bundle named ``gpt`` in a folder::
                              for each carried state tensor
     gpt.weights              the weights of both decoder graphs, each stored once (ONNX external data)
 
+A bundle exported with ``--int8-encoder`` names ``efficientnet_lite0.int8.onnx`` as its encoder instead, and
+the float file it was quantised from in ``source`` (:mod:`imgsum.quantize`).
+
 *Carried* state changes every step (the LSTM's h and c; the transformer's position and key/value
 cache, which grows along its time axis); *memory* is computed once per image (the attention
 memory over the grid) and read by every step.
@@ -53,6 +56,12 @@ class Bundle:
 
     def path(self, file: str) -> Path:
         return self.folder / file
+
+    @property
+    def float_encoder(self) -> str:
+        """The float encoder's file: the encoder itself, or the one an int8 encoder was quantised from
+        (:mod:`imgsum.quantize`), which torch's encoder computes alike."""
+        return self.source.get("int8_encoder", {}).get("float", self.encoder)
 
     def to_dict(self) -> dict:
         return {

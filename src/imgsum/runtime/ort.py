@@ -91,9 +91,11 @@ class OnnxStepper:
 class OnnxCaptionModel:
     """A bundle, loaded: ``generate`` turns preprocessed images into captions with no torch."""
 
-    def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
+    def __init__(self, bundle: Bundle, threads: int | None = None, float_encoder: bool = False) -> None:
+        """``float_encoder``: read photos with the float encoder an int8 one was quantised from (as torch does)."""
         bundle.verify()
         self.bundle = bundle
+        self._encoder_file = bundle.float_encoder if float_encoder else bundle.encoder
         self.info = bundle.info
         self.vocab = Vocabulary.from_list(self.info.vocab)
         # Threads per operator: the encoder's one each, since image workers run several encodings at once
@@ -126,7 +128,7 @@ class OnnxCaptionModel:
         after the first, which never encode, load none)."""
         with self._encoders_lock:
             if threads not in self._encoders:
-                self._encoders[threads] = OnnxEncoder(self.bundle.path(self.bundle.encoder), threads)
+                self._encoders[threads] = OnnxEncoder(self.bundle.path(self._encoder_file), threads)
             return self._encoders[threads]
 
     def describe(self, grid: np.ndarray, pooled: np.ndarray, **overrides) -> list[Caption]:
