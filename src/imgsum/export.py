@@ -9,7 +9,10 @@ manifest is written. The layout is described in :mod:`imgsum.runtime.bundle`.
 
 Regenerate the shipped bundles from the shipped checkpoints with::
 
-    imgsum export gpt lstm --out src/imgsum/pretrained
+    imgsum export gpt --out src/imgsum/pretrained
+    imgsum export lstm --out src/imgsum/pretrained --int8-encoder ../shared/data/flickr8k/Flickr8k.token.txt
+
+(the fast ``lstm`` reads photos with an int8 copy of the encoder on ONNX Runtime: :mod:`imgsum.quantize`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Each shipped decoder is here in two forms: its checkpoint (``NAME.safetensors``: the torch backend,
 fine-tuning) and its export for ONNX Runtime (``NAME.json`` and the files it names, the encoder's
-shared between models: the default backend). ``imgsum export gpt lstm --out src/imgsum/pretrained``
-makes the second from the first. A shipped ensemble is one manifest (``NAME.json``, written by
+shared between models, and the ``lstm``'s int8 copy of it: the default backend). ``imgsum export`` makes the
+second from the first (the commands: README, "Backends"). A shipped ensemble is one manifest (``NAME.json``, written by
 ``imgsum ensemble``) naming shipped decoders; it serves both backends.
 """
 
@@ -57,7 +57,7 @@ def resolve_model(name_or_path: str | Path, backend: str = "torch") -> Path:
     if is_shipped(name_or_path):
         path = shipped_path(str(name_or_path), backend)
         if not path.is_file():
-            hint = " (make it with: imgsum export gpt lstm --out src/imgsum/pretrained)" if backend == "onnx" else ""
+            hint = " (make it with imgsum export: README.md, \"Backends\")" if backend == "onnx" else ""
             if SHIPPED[_name(str(name_or_path))].endswith(".json"):
                 hint = " (make it with the imgsum ensemble command in README.md)"
             raise FileNotFoundError(f"shipped model {name_or_path!r} is missing from the installation ({path}){hint}")
