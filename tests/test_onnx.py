@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -111,8 +112,6 @@ def test_captions_equal_between_backends(kind, bundles, tiny_checkpoints, photos
 
 def test_an_ensemble_captions_alike_on_both_backends(bundles, tiny_checkpoints, photos, tmp_path):
     """One manifest, each backend loading the members' own form (ONNX exports, checkpoints) from one folder."""
-    import shutil
-
     for path in [*bundles["gpt"].parent.iterdir(), *tiny_checkpoints.values()]:
         shutil.copy(path, tmp_path)
     assert main(["ensemble", str(tmp_path / "tiny-gpt.json"), str(tmp_path / "tiny-lstm.safetensors"),
@@ -160,8 +159,6 @@ def test_an_int8_encoder_too_far_from_the_float_one_is_refused(tiny_checkpoints,
 
 
 def test_int8_calibration_photos_come_from_a_folder_or_a_training_split(photos, tmp_path):
-    import shutil
-
     assert calibration_photos(photos[0].parent, 2) == sorted(photos)[:2]
     (tmp_path / "images").mkdir()
     names = [f"photo{i}.jpg" for i in range(3)]
@@ -174,6 +171,18 @@ def test_int8_calibration_photos_come_from_a_folder_or_a_training_split(photos, 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no photos"):
         calibration_photos(tmp_path / "empty", 2)
+
+
+def test_an_unreadable_calibration_photo_is_left_out_and_said(tiny_checkpoints, photos, tmp_path, caplog):
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    (folder / "a-broken.jpg").write_bytes(b"not a photo")
+    shutil.copy(photos[0], folder / "b.jpg")
+    with caplog.at_level("WARNING", logger="imgsum.quantize"):
+        assert main(["export", str(tiny_checkpoints["lstm"]), "--out", str(tmp_path / "out"), "--int8-encoder",
+                     str(folder)]) == 0
+    assert "a-broken.jpg" in caplog.text
+    assert read_bundle(tmp_path / "out" / "tiny-lstm.json").source["int8_encoder"]["calibration_photos"] == 1
 
 
 def _shown(concepts) -> list[tuple[str, float]]:

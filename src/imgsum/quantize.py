@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from .data.formats import load_captions
-from .images import Preprocess, find_images
+from .images import ImageError, Preprocess, find_images
 from .runtime.bundle import Bundle, sha256
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def quantize_bundle(bundle: Bundle, photos: list[Path], batch_size: int = 8) -> 
     int8_file = Path(float_file).stem + INT8_SUFFIX
     preprocess = bundle.info.preprocess
     pixels = _load(photos, preprocess)
-    logger.info("int8 encoder: calibrating %s on %d photos", float_file, len(photos))
+    logger.info("int8 encoder: calibrating %s on %d photos", float_file, len(pixels))
     quantize_encoder(bundle.path(float_file), bundle.path(int8_file), pixels, batch_size)
     check_close(bundle.path(float_file), bundle.path(int8_file), pixels)
     bundle.encoder = int8_file
@@ -68,7 +68,7 @@ def quantize_bundle(bundle: Bundle, photos: list[Path], batch_size: int = 8) -> 
                                "sha256": sha256(bundle.path(int8_file))}
     bundle.source["int8_encoder"] = {
         "float": float_file, "float_sha256": sha256(bundle.path(float_file)),
-        "calibration_photos": len(photos), "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, "
+        "calibration_photos": len(pixels), "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, "
         "uint8 activations, min-max calibration"}
     bundle.save()
     logger.info("int8 encoder: %s (%.1f MB; float %.1f MB)", bundle.path(int8_file),
@@ -116,4 +116,13 @@ def check_close(float_path: Path, int8_path: Path, pixels: np.ndarray) -> float:
 
 
 def _load(photos: list[Path], preprocess: Preprocess) -> np.ndarray:
-    return np.stack([preprocess.load(p) for p in photos]).astype(np.float32)
+    """The photos, preprocessed; an unreadable one is logged and left out."""
+    pixels = []
+    for photo in photos:
+        try:
+            pixels.append(preprocess.load(photo))
+        except ImageError as err:
+            logger.warning("int8 encoder: calibration photo left out: %s", err)
+    if not pixels:
+        raise ValueError("none of the calibration photos could be read")
+    return np.stack(pixels).astype(np.float32)
