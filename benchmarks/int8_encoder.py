@@ -27,6 +27,7 @@ from imgsum.api import Captioner
 from imgsum.data.formats import load_captions
 from imgsum.eval.machine import machine_info, machine_line, utc_now
 from imgsum.pretrained import shipped_path
+from imgsum.quantize import pooled_cosine
 from imgsum.runtime import read_bundle
 from imgsum.runtime.ort import OnnxCaptionModel, OnnxEncoder
 
@@ -47,7 +48,7 @@ def encoder_figures(bundle, pixels: np.ndarray, batch: int = 16) -> dict:
         ms[kind] = (time.perf_counter() - start) / len(pixels) * 1000
         outputs[kind] = np.concatenate(grids), np.concatenate(pooled)
     (fg, fp), (qg, qp) = outputs["float"], outputs["int8"]
-    cosine = (fp * qp).sum(1) / (np.linalg.norm(fp, axis=1) * np.linalg.norm(qp, axis=1))
+    cosine = pooled_cosine(fp, qp)
     return {"photos": len(pixels), "ms_per_photo": ms, "speedup": ms["float"] / ms["int8"],
             "pooled_cosine_min": float(cosine.min()), "pooled_cosine_mean": float(cosine.mean()),
             "grid_relative_error": float(np.linalg.norm(qg - fg) / np.linalg.norm(fg))}
@@ -58,9 +59,8 @@ def captioners(bundle) -> dict[str, Captioner]:
             "int8": Captioner(OnnxCaptionModel(bundle), "lstm")}
 
 
-def throughput(bundle, paths: list[Path], rounds: int) -> dict:
+def throughput(models: dict[str, Captioner], paths: list[Path], rounds: int) -> dict:
     """The lstm's batch photos/s with each encoder, the two taking turns (which goes first alternates)."""
-    models = captioners(bundle)
     for captioner in models.values():
         captioner.caption_batch(paths[:64], beam=3)  # warm-up: sessions made, files cached
     rates: dict[str, list[float]] = {k: [] for k in models}
@@ -74,10 +74,9 @@ def throughput(bundle, paths: list[Path], rounds: int) -> dict:
             "ratio": median["int8"] / median["float"]}
 
 
-def latency(bundle, paths: list[Path]) -> dict:
+def latency(models: dict[str, Captioner], paths: list[Path]) -> dict:
     """One photo at a time (``Captioner.caption``, beam 3), the two encoders on the same photo in turn:
     the median and 95th percentile of each, in ms."""
-    models = captioners(bundle)
     for captioner in models.values():
         captioner.caption(paths[0], beam=3)  # warm-up
     times: dict[str, list[float]] = {k: [] for k in models}
@@ -115,16 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(HERE / "results" / "int8_encoder"), help="writes OUT.json and OUT.md")
     args = p.parse_args(argv)
     bundle = read_bundle(shipped_path("lstm", "onnx"))
-    if bundle.float_encoder == bundle.encoder:
+    if not bundle.int8_encoder:
         raise SystemExit(f"{bundle.manifest} has no int8 encoder (imgsum export --int8-encoder)")
     data = load_captions(args.data)
     dev = [data.image_dir / n for n in sorted(data.splits["dev"])[:200]]
     test = [data.image_dir / n for n in sorted(data.splits["test"])[:500]]
     pixels = np.stack([bundle.info.preprocess.load(p) for p in dev])
-    machine = machine_info()
+    machine, models = machine_info(), captioners(bundle)
     report = {"date": utc_now(), "machine": machine, "machine_line": machine_line(machine),
-              "encoder": encoder_figures(bundle, pixels), "lstm_batch": throughput(bundle, test, args.rounds),
-              "lstm_single": latency(bundle, test[:60])}
+              "encoder": encoder_figures(bundle, pixels), "lstm_batch": throughput(models, test, args.rounds),
+              "lstm_single": latency(models, test[:60])}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(report))

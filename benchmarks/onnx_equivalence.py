@@ -42,19 +42,15 @@ def caption_all(captioner, paths: list[Path], beam: int | None) -> tuple[list[st
 def int8_bundle(captioner):
     """The bundle of an ONNX model whose encoder is int8 (``imgsum export --int8-encoder``), else None."""
     bundle = getattr(captioner.model, "bundle", None)
-    return bundle if bundle is not None and bundle.float_encoder != bundle.encoder else None
+    return bundle if bundle is not None and bundle.int8_encoder else None
 
 
-def with_float_encoder(captioner, threads: int | None):
-    """The same ONNX model reading photos with the float encoder its int8 one was quantised from."""
+def with_float_encoder(captioner, bundle, threads: int | None):
+    """The same ONNX model (``bundle``) reading photos with the float encoder its int8 one was quantised from."""
     from imgsum.api import Captioner
     from imgsum.runtime.ort import OnnxCaptionModel
 
-    bundle = int8_bundle(captioner)
-    if bundle is None:
-        return captioner
-    model = OnnxCaptionModel(bundle, threads, float_encoder=True)
-    return Captioner(model, captioner.name, "onnx", captioner.path)
+    return Captioner(OnnxCaptionModel(bundle, threads, float_encoder=True), captioner.name, "onnx", captioner.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if int8 is not None:  # the export is checked with the float encoder; the int8 one's effect is reported beside
         logger.info("%s reads photos with an int8 encoder: compared with torch through its float encoder %s",
                     models["onnx"], int8.float_encoder)
-        captioners = {"onnx": with_float_encoder(captioners["onnx"], args.threads), "torch": captioners["torch"],
+        captioners = {"onnx": with_float_encoder(captioners["onnx"], int8, args.threads), "torch": captioners["torch"],
                       "onnx_int8": captioners["onnx"]}
     captions, speed = {}, {}
     for backend, captioner in captioners.items():

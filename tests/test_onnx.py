@@ -134,9 +134,10 @@ def test_an_int8_encoder_is_exported_beside_the_float_one(tiny_checkpoints, phot
     bundle = read_bundle(tmp_path / "tiny-lstm.json")
     bundle.verify(checksums=True)
     assert (bundle.encoder, bundle.float_encoder) == ("efficientnet_lite0.int8.onnx", "efficientnet_lite0.onnx")
+    assert bundle.int8_encoder
     assert bundle.source["int8_encoder"]["calibration_photos"] == min(3, len(photos))
     assert bundle.path(bundle.encoder).stat().st_size < 0.4 * bundle.path(bundle.float_encoder).stat().st_size
-    pixels = np.stack([read_bundle(tmp_path / "tiny-lstm.json").info.preprocess.load(p) for p in photos])
+    pixels = np.stack([bundle.info.preprocess.load(p) for p in photos])
     assert check_close(bundle.path(bundle.float_encoder), bundle.path(bundle.encoder), pixels) >= MIN_COSINE
     model = OnnxCaptionModel.load(tmp_path / "tiny-lstm.json")
     int8_grid = model.encode(pixels)[0]
@@ -152,6 +153,7 @@ def test_an_int8_encoder_too_far_from_the_float_one_is_refused(tiny_checkpoints,
 
     assert main(["export", str(tiny_checkpoints["lstm"]), "--out", str(tmp_path)]) == 0
     bundle = read_bundle(tmp_path / "tiny-lstm.json")
+    assert not bundle.int8_encoder
     monkeypatch.setattr(quantize, "MIN_COSINE", 1.01)  # no int8 encoder is that close
     with pytest.raises(quantize.QuantizationError, match="too far"):
         quantize.quantize_bundle(bundle, photos[:2])

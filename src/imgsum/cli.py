@@ -205,7 +205,7 @@ def _model_row(name: str) -> dict:
     if "onnx" in forms:
         bundle = read_bundle(forms["onnx"])
         info, path, size = bundle.info, bundle.manifest, bundle.total_bytes(shared=False)
-        encoder_size, int8 = bundle.files.get(bundle.encoder, {}).get("bytes"), bundle.encoder != bundle.float_encoder
+        encoder_size, int8 = bundle.files.get(bundle.encoder, {}).get("bytes"), bundle.int8_encoder
     else:
         path = forms["torch"]
         info, size = read_checkpoint_info(path), path.stat().st_size

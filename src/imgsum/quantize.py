@@ -103,9 +103,7 @@ def check_close(float_path: Path, int8_path: Path, pixels: np.ndarray) -> float:
     :class:`QuantizationError` under :data:`MIN_COSINE`."""
     from .runtime.ort import OnnxEncoder
 
-    want = OnnxEncoder(float_path)(pixels)[1]
-    got = OnnxEncoder(int8_path)(pixels)[1]
-    cosine = (want * got).sum(1) / (np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
+    cosine = pooled_cosine(OnnxEncoder(float_path)(pixels)[1], OnnxEncoder(int8_path)(pixels)[1])
     worst = float(cosine.min())
     logger.info("int8 encoder: pooled features' cosine similarity to the float encoder's: min %.4f, mean %.4f",
                 worst, float(cosine.mean()))
@@ -113,6 +111,11 @@ def check_close(float_path: Path, int8_path: Path, pixels: np.ndarray) -> float:
         raise QuantizationError(f"the int8 encoder's features are too far from the float encoder's "
                                 f"(cosine {worst:.3f} < {MIN_COSINE})")
     return worst
+
+
+def pooled_cosine(want: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Cosine similarity of two encoders' pooled features (batch, C), photo by photo."""
+    return (want * got).sum(1) / (np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
 
 
 def _load(photos: list[Path], preprocess: Preprocess) -> np.ndarray:

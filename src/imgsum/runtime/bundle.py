@@ -63,6 +63,11 @@ class Bundle:
         (:mod:`imgsum.quantize`), which torch's encoder computes alike."""
         return self.source.get("int8_encoder", {}).get("float", self.encoder)
 
+    @property
+    def int8_encoder(self) -> bool:
+        """Whether the encoder is an int8 copy of :attr:`float_encoder`."""
+        return self.encoder != self.float_encoder
+
     def to_dict(self) -> dict:
         return {
             "format": BUNDLE_FORMAT,
