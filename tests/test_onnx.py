@@ -158,6 +158,7 @@ def test_an_int8_encoder_too_far_from_the_float_one_is_refused(tiny_checkpoints,
     with pytest.raises(quantize.QuantizationError, match="too far"):
         quantize.quantize_bundle(bundle, photos[:2])
     assert read_bundle(tmp_path / "tiny-lstm.json").encoder == "efficientnet_lite0.onnx"  # the manifest is untouched
+    assert not (tmp_path / "efficientnet_lite0.int8.onnx").exists()  # and no refused file is left beside it
 
 
 def test_int8_calibration_photos_come_from_a_folder_or_a_training_split(photos, tmp_path):

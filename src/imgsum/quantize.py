@@ -61,7 +61,11 @@ def quantize_bundle(bundle: Bundle, photos: list[Path], batch_size: int = 8) -> 
     pixels = _load(photos, preprocess)
     logger.info("int8 encoder: calibrating %s on %d photos", float_file, len(pixels))
     quantize_encoder(bundle.path(float_file), bundle.path(int8_file), pixels, batch_size)
-    check_close(bundle.path(float_file), bundle.path(int8_file), pixels)
+    try:
+        check_close(bundle.path(float_file), bundle.path(int8_file), pixels)
+    except QuantizationError:
+        bundle.path(int8_file).unlink()  # refused: no int8 file is left beside the untouched manifest
+        raise
     bundle.encoder = int8_file
     bundle.files = {f: m for f, m in bundle.files.items() if f != float_file}
     bundle.files[int8_file] = {"bytes": bundle.path(int8_file).stat().st_size,
