@@ -211,3 +211,26 @@ def test_a_full_disk_stops_training_clearly_and_loses_nothing(tmp_path, small_di
     assert f"resuming from {out / 'last.pt'}: epoch 2" in resumed.stderr
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     CaptionModel.from_checkpoint(out / "best.safetensors")
+
+
+def test_the_configs_parse_and_the_shipped_gpt_is_its_second_stages_recipe():
+    """Every recipe in configs/ loads; a stage that starts from a checkpoint starts from another recipe's best
+    model; and the shipped gpt was trained by configs/gpt-scst.toml (only where it ran and what it started from
+    differ: the run folder, and the first stage's checkpoint given by its path)."""
+    from pathlib import Path
+
+    from imgsum.checkpoint import load_checkpoint
+    from imgsum.train.config import TrainConfig
+
+    root = Path(__file__).resolve().parents[1]
+    configs = {p.stem: TrainConfig.from_file(p) for p in sorted((root / "configs").glob("*.toml"))}
+    assert {"gpt", "gpt-scst", "lstm"} <= set(configs)
+    outs = {f"{c.out}/best.safetensors" for c in configs.values()}
+    for name, cfg in configs.items():
+        if cfg.init:
+            assert cfg.init in outs, f"configs/{name}.toml starts from {cfg.init}, which no recipe makes"
+    _, info = load_checkpoint(root / "src" / "imgsum" / "pretrained" / "gpt.safetensors")
+    trained = info.training["config"]
+    recipe = configs["gpt-scst"].to_dict()
+    differ = {k for k in recipe if recipe[k] != trained.get(k)}
+    assert differ <= {"out", "init"}, {k: (recipe[k], trained.get(k)) for k in differ}
