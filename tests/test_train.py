@@ -7,13 +7,16 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
 
+from imgsum.checkpoint import load_checkpoint  # noqa: E402
 from imgsum.cli import main  # noqa: E402
 from imgsum.models.captioner import CaptionModel  # noqa: E402
+from imgsum.train.config import TrainConfig  # noqa: E402
 from imgsum.train.objective import Objective  # noqa: E402
 
 from conftest import TINY_TRAINING as TINY  # noqa: E402
@@ -217,11 +220,6 @@ def test_the_configs_parse_and_the_shipped_gpt_is_its_second_stages_recipe():
     """Every recipe in configs/ loads; a stage that starts from a checkpoint starts from another recipe's best
     model; and the shipped gpt was trained by configs/gpt-scst.toml (only where it ran and what it started from
     differ: the run folder, and the first stage's checkpoint given by its path)."""
-    from pathlib import Path
-
-    from imgsum.checkpoint import load_checkpoint
-    from imgsum.train.config import TrainConfig
-
     root = Path(__file__).resolve().parents[1]
     configs = {p.stem: TrainConfig.from_file(p) for p in sorted((root / "configs").glob("*.toml"))}
     assert {"gpt", "gpt-scst", "lstm"} <= set(configs)
