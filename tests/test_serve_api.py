@@ -28,7 +28,7 @@ from fixtures.serve.fake_unsplash import FakeUnsplash  # noqa: E402
 from imgsum.api import Captioner  # noqa: E402
 from imgsum.serve.app import create_app  # noqa: E402
 from imgsum.serve.background import BackgroundServer  # noqa: E402
-from imgsum.serve.settings import Settings, parse_models  # noqa: E402
+from imgsum.serve.settings import Settings, installed_models, parse_models  # noqa: E402
 from imgsum.serve.uploads import ApiError, safe_stem  # noqa: E402
 from imgsum.serve.worker import InferenceWorker  # noqa: E402
 
@@ -96,7 +96,7 @@ def test_health_models_config_and_docs(client, server):
     assert all(m["default_beam"] == 2 and m["vocab_size"] > 10 for m in models["models"])
     config = client.get("/api/config").json()
     assert config == {"output_dir": str(server.output.resolve()), "max_upload_bytes": MAX_UPLOAD, "max_images": 4,
-                      "max_beam": 8, "unsplash": False}
+                      "max_beam": 16, "unsplash": False}
     assert "swagger" in client.get("/docs").text.lower()
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/caption", "/api/models", "/api/save", "/api/sample", "/healthz"} <= set(paths)
@@ -483,6 +483,15 @@ def test_settings_parse_model_lists():
         parse_models("a=x,a=y")
     with pytest.raises(ValueError, match="no models"):
         Settings(models={}).checked()
+
+
+def test_every_shipped_models_own_beam_can_be_asked_for():
+    """The app asks for the chosen model's own beam: a default wider than ``max_beam`` would be refused with 422."""
+    models = installed_models()
+    if not models:
+        pytest.skip("no shipped model is installed")
+    beams = {name: Captioner.load(path).info.decoding.beam for name, path in models.items()}
+    assert max(beams.values()) <= Settings().max_beam, beams
 
 
 # ---- the command line ------------------------------------------------------------------------------------------
