@@ -23,7 +23,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
 
-from conftest import fill_disk  # noqa: E402
+from conftest import fill_disk, tiny_decoder  # noqa: E402
 from fixtures.serve.fake_unsplash import FakeUnsplash  # noqa: E402
 from imgsum.api import Captioner  # noqa: E402
 from imgsum.serve.app import create_app  # noqa: E402
@@ -94,6 +94,7 @@ def test_health_models_config_and_docs(client, server):
     assert [(m["name"], m["decoder"], m["default"]) for m in models["models"]] == [("gpt", "gpt", True),
                                                                                    ("lstm", "lstm", False)]
     assert all(m["default_beam"] == 2 and m["vocab_size"] > 10 for m in models["models"])
+    assert models["max_beam"] == 16 and [m["max_beam"] for m in models["models"]] == [16, 16]
     config = client.get("/api/config").json()
     assert config == {"output_dir": str(server.output.resolve()), "max_upload_bytes": MAX_UPLOAD, "max_images": 4,
                       "max_beam": 16, "unsplash": False}
@@ -485,8 +486,65 @@ def test_settings_parse_model_lists():
         Settings(models={}).checked()
 
 
-def test_every_shipped_models_own_beam_can_be_asked_for():
-    """The app asks for the chosen model's own beam: a default wider than ``max_beam`` would be refused with 422."""
+# ---- the beam bound: the server's max_beam, or a model's own beam where that is wider -----------------------------
+
+WIDE_BEAM = 5
+
+
+@pytest.fixture(scope="module")
+def wide_checkpoint(tmp_path_factory) -> Path:
+    """A tiny gpt checkpoint whose own beam is WIDE_BEAM, as a model of one's own served beside the shipped ones."""
+    from imgsum.checkpoint import save_checkpoint
+
+    decoder, info = tiny_decoder("gpt")
+    info.decoding = info.decoding.with_overrides(beam=WIDE_BEAM)
+    path = tmp_path_factory.mktemp("wide") / "tiny-wide.safetensors"
+    save_checkpoint(path, decoder.state_dict(), info)
+    return path
+
+
+@pytest.fixture(scope="module")
+def narrow_server(tiny_checkpoints, wide_checkpoint, tmp_path_factory):
+    """``max_beam`` 2: below the ``wide`` model's own beam (5), equal to ``gpt``'s (2)."""
+    output = tmp_path_factory.mktemp("saved-narrow")
+    settings = Settings(models={"wide": str(wide_checkpoint), "gpt": str(tiny_checkpoints["gpt"])}, output_dir=output,
+                        max_upload_bytes=MAX_UPLOAD, max_request_bytes=MAX_REQUEST, max_images=4, max_beam=2)
+    with BackgroundServer(create_app(settings)) as running:
+        yield running
+
+
+def test_a_model_whose_own_beam_is_wider_than_max_beam_can_be_asked_for_it(narrow_server, sample_photos):
+    """The app asks for the chosen model's own beam: a model served with a default wider than ``max_beam`` answers
+    it (and no wider), while the others keep ``max_beam``."""
+    files = {"image": ("a.jpg", photo_bytes(sample_photos[0]))}
+    with httpx.Client(base_url=narrow_server.url, timeout=60) as c:
+        for fields in ({"model": "wide"}, {"model": "wide", "beam": str(WIDE_BEAM)}):
+            r = c.post("/api/caption", files=files, data=fields)
+            assert r.status_code == 200, r.text
+            assert (r.json()["model"], r.json()["beam"]) == ("wide", WIDE_BEAM)
+        assert_error(c.post("/api/caption", files=files, data={"model": "wide", "beam": str(WIDE_BEAM + 1)}), 422,
+                     f"beam: must be from 1 to {WIDE_BEAM} for model 'wide', not {WIDE_BEAM + 1}")
+        assert c.post("/api/caption", files=files, data={"model": "gpt", "beam": "2"}).status_code == 200
+        assert_error(c.post("/api/caption", files=files, data={"model": "gpt", "beam": "3"}), 422,
+                     "beam: must be from 1 to 2 for model 'gpt', not 3")
+        form = {"caption": "a wide caption", "beam": str(WIDE_BEAM)}
+        assert c.post("/api/save", files=files, data={**form, "model": "wide"}).status_code == 200
+        assert_error(c.post("/api/save", files=files, data={**form, "model": "gpt"}), 422, "from 1 to 2 for model")
+        assert_error(c.post("/api/save", files=files, data=form), 422, f"beam: must be from 1 to 2, not {WIDE_BEAM}")
+
+
+def test_api_models_gives_each_models_beam_bound(narrow_server):
+    with httpx.Client(base_url=narrow_server.url, timeout=60) as c:
+        models = c.get("/api/models").json()
+        config = c.get("/api/config").json()
+    assert (models["max_beam"], config["max_beam"]) == (2, 2)  # the server's setting, as before
+    assert [(m["name"], m["default_beam"], m["max_beam"]) for m in models["models"]] == [("wide", WIDE_BEAM, WIDE_BEAM),
+                                                                                         ("gpt", 2, 2)]
+
+
+def test_max_beam_covers_every_shipped_models_own_beam():
+    """A model's own beam can always be asked for (see above); this keeps ``max_beam`` at least every shipped model's
+    own, so that it is the one bound for all of them: a shipped model with a wider default asks for a look at it."""
     models = installed_models()
     if not models:
         pytest.skip("no shipped model is installed")

@@ -243,6 +243,49 @@ def test_an_unsplash_photo_is_credited_with_links(browser, unsplash_server):
     page.close()
 
 
+@pytest.fixture(scope="module")
+def wide_server(tiny_checkpoints, tmp_path_factory):
+    """``max_beam`` 3 beside a model of one's own whose own beam (5) is wider, the default, and ``gpt`` (own 2)."""
+    from conftest import tiny_decoder
+    from imgsum.checkpoint import save_checkpoint
+    from imgsum.serve.app import create_app
+    from imgsum.serve.background import BackgroundServer
+    from imgsum.serve.settings import Settings
+
+    decoder, info = tiny_decoder("gpt")
+    info.decoding = info.decoding.with_overrides(beam=5)
+    wide = tmp_path_factory.mktemp("wide") / "tiny-wide.safetensors"
+    save_checkpoint(wide, decoder.state_dict(), info)
+    settings = Settings(models={"wide": str(wide), "gpt": str(tiny_checkpoints["gpt"])},
+                        output_dir=tmp_path_factory.mktemp("saved-browser-wide"), max_beam=3)
+    with BackgroundServer(create_app(settings)) as running:
+        yield running
+
+
+def test_the_beam_box_follows_the_chosen_models_bound(browser, wide_server):
+    """A model whose own beam is wider than the server's max_beam is captioned with its defaults, and the beam box's
+    max is the chosen model's bound."""
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(wide_server.url + "/")
+        page.wait_for_function("() => document.querySelectorAll('#model option').length > 0")
+        beam = page.locator("#beam")
+        assert page.locator("#model").input_value() == "wide"
+        assert (beam.input_value(), beam.get_attribute("max")) == ("5", "5")
+        page.set_input_files("#file", str(SAMPLES / "chelsea.jpg"))
+        page.locator("#preview").wait_for(state="visible")
+        page.click("#generate")
+        assert wait_for_caption(page)
+        assert "wide, beam 5" in page.locator("#timing").inner_text()
+        page.select_option("#model", "gpt")
+        assert (beam.input_value(), beam.get_attribute("max")) == ("2", "3")
+        page.select_option("#model", "wide")
+        assert (beam.input_value(), beam.get_attribute("max")) == ("5", "5")
+    finally:
+        page.close()
+
+
 def test_a_file_that_is_not_an_image_shows_the_servers_reason(page, tmp_path):
     fake = tmp_path / "notes.jpg"
     fake.write_text("these are notes, not a photo")

@@ -154,12 +154,21 @@ def _model_name(request: Request, model: str | None) -> str:
     return name
 
 
+def _max_beam(settings: Settings, captioner: Captioner) -> int:
+    """The widest beam a request may ask of this model: the server's ``max_beam``, or the model's own beam if that
+    is wider (so that a model served with a wide default can always be asked for it)."""
+    return max(settings.max_beam, captioner.info.decoding.beam)
+
+
 def _decoding(request: Request, name: str | None, beam: int | None) -> DecodingOptions | None:
     """Model ``name``'s decoding options with the asked-for beam, once that is checked; None without a model."""
-    top = request.app.state.settings.max_beam
+    settings: Settings = request.app.state.settings
+    captioner = None if name is None else request.app.state.captioners[name]
+    top = settings.max_beam if captioner is None else _max_beam(settings, captioner)
     if beam is not None and not 1 <= beam <= top:
-        raise ApiError(422, f"beam: must be from 1 to {top}, not {beam}")
-    return None if name is None else request.app.state.captioners[name].info.decoding.with_overrides(beam=beam)
+        model = "" if name is None else f" for model {name!r}"
+        raise ApiError(422, f"beam: must be from 1 to {top}{model}, not {beam}")
+    return None if captioner is None else captioner.info.decoding.with_overrides(beam=beam)
 
 
 async def _read_upload(request: Request, file: UploadFile, index: int) -> Upload:
@@ -211,18 +220,19 @@ async def healthz(request: Request) -> HealthResponse:
 @router.get("/api/models", response_model=ModelsResponse, tags=["captioning"])
 async def models(request: Request) -> ModelsResponse:
     settings: Settings = request.app.state.settings
-    entries = [_model_entry(name, captioner, name == settings.default_model)
+    entries = [_model_entry(name, captioner, name == settings.default_model, _max_beam(settings, captioner))
                for name, captioner in request.app.state.captioners.items()]
     return ModelsResponse(default=settings.default_model, max_beam=settings.max_beam, models=entries)
 
 
-def _model_entry(name: str, captioner: Captioner, default: bool) -> ModelEntry:
+def _model_entry(name: str, captioner: Captioner, default: bool, max_beam: int) -> ModelEntry:
     info = captioner.info
     kind = info.decoder.kind
     decoders = "decoders" if "+" in kind else "decoder"  # an ensemble's kind names its members' ("gpt+lstm")
     return ModelEntry(name=name, label=f"{name} ({kind.upper()} {decoders})", decoder=kind, encoder=info.encoder,
                       backend=captioner.backend, vocab_size=len(info.vocab), default_beam=info.decoding.beam,
-                      max_len=info.decoding.max_len, default=default, metrics=info.metrics.get("dev", {}))
+                      max_beam=max_beam, max_len=info.decoding.max_len, default=default,
+                      metrics=info.metrics.get("dev", {}))
 
 
 @router.get("/api/config", response_model=ConfigResponse, tags=["service"])

@@ -45,6 +45,8 @@ class ModelEntry(BaseModel):
     backend: str = Field(description="onnx (ONNX Runtime) or torch")
     vocab_size: int
     default_beam: int
+    max_beam: int = Field(description="the widest beam a request may ask of this model: the server's max_beam, or "
+                                      "the model's own beam (default_beam) if that is wider")
     max_len: int
     default: bool
     metrics: dict = Field(default_factory=dict, description="the checkpoint's recorded dev metrics")
@@ -52,7 +54,8 @@ class ModelEntry(BaseModel):
 
 class ModelsResponse(BaseModel):
     default: str
-    max_beam: int
+    max_beam: int = Field(description="the server's max_beam setting (a model whose own beam is wider allows that: "
+                                      "see each model's max_beam)")
     models: list[ModelEntry]
 
 

@@ -65,7 +65,9 @@ class Settings:
     max_request_bytes: int = 50 * MB  # one whole request body
     max_images: int = 16  # images in one caption request
     max_pixels: int = MAX_PIXELS  # larger images are refused before decoding (decompression bombs)
-    max_beam: int = 16  # the widest beam a request may ask for; at least every shipped model's own (a test checks it)
+    #: The widest beam a request may ask for, unless the model's own beam is wider: then that is its bound. At least
+    #: every shipped model's own (a test checks it), so that it is the one bound for all of them.
+    max_beam: int = 16
     max_batch: int = 16  # images the worker runs through the model at once
     max_pending: int = 64  # requests waiting for the worker; more are answered 503
     max_concurrent_uploads: int = 16  # POST bodies read and handled at once; more wait, unread

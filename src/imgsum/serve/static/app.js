@@ -239,9 +239,13 @@ async function loadModels() {
   setBusy(false);
 }
 
+// The beam box follows the chosen model: its own beam, and the widest the server allows it (at least its own).
 function modelChanged() {
   const m = state.models.find((x) => x.name === ui.model.value);
-  if (m) ui.beam.value = String(m.default_beam);
+  if (m) {
+    ui.beam.max = String(m.max_beam);
+    ui.beam.value = String(m.default_beam);
+  }
   setBusy(false);
 }
 
