@@ -98,9 +98,10 @@ class Llama:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * weight
 
     @torch.no_grad()
-    def forward(self, ids: torch.Tensor, pos: torch.Tensor, cache: dict, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, pos: torch.Tensor, cache: dict, keep: torch.Tensor,
+                every: bool = False) -> torch.Tensor:
         """ids, pos (batch, T); ``keep`` (batch, S) the cached and new positions a row may see -> the last
-        position's logits (batch, vocab). ``cache`` grows by T."""
+        position's logits (batch, vocab), or with ``every`` each position's (batch, T, vocab). ``cache`` grows by T."""
         w, (b, t) = self.w, ids.shape
         x = w["token_embd.weight"][ids]
         for i in range(self.layers):
@@ -122,7 +123,7 @@ class Llama:
             h = self._norm(x, w[p + "ffn_norm.weight"])
             gate = F.silu(h @ w[p + "ffn_gate.weight"].T) * (h @ w[p + "ffn_up.weight"].T)
             x = x + gate @ w[p + "ffn_down.weight"].T
-        return self._norm(x[:, -1], w["output_norm.weight"]) @ w["token_embd.weight"].T
+        return self._norm(x if every else x[:, -1], w["output_norm.weight"]) @ w["token_embd.weight"].T
 
 
 def sample(model: Llama, tok, prefix: str, prompts: list[str], gen: torch.Generator, max_new: int = 32,

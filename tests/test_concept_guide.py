@@ -43,3 +43,14 @@ def test_mention_keeps_a_caption_from_ending_before_it_says_a_confident_top_conc
     assert add(g, [A, RUNS])[EOS] == -np.inf  # image 0's top concept has 0.9
     assert add(g, [A, FIRST_SLOT + SLOTS])[EOS] == 0  # said, as its plural
     assert add(g, [A, RUNS], image=1)[EOS] == 0  # image 1's has 0.6: no requirement
+
+
+def test_boost_after_scales_a_concepts_boost_once_a_caption_has_said_one_at_least_as_probable() -> None:
+    g = ConceptGuide(Concepts(), mention=0.0, boost=4.0, after=0.25)
+    g.begin(None, VOCAB)
+    slots = slice(FIRST_SLOT, FIRST_SLOT + 2 * SLOTS)
+    np.testing.assert_allclose(add(g, [A, RUNS])[slots], [3.6, 2.0, 3.6, 2.0])  # nothing said yet: all of it
+    np.testing.assert_allclose(add(g, [A, FIRST_SLOT + 1])[slots], [3.6, 0.5, 3.6, 0.5])  # <c1> (0.5) said
+    np.testing.assert_allclose(add(g, [FIRST_SLOT + SLOTS, RUNS])[slots], [0.9, 0.5, 0.9, 0.5])  # <c0s> (0.9) said
+    rows = g.mask(np.array([[A, RUNS], [A, FIRST_SLOT]]), np.array([0, 1]), EOS)[:, slots]  # per row
+    np.testing.assert_allclose(rows, [[3.6, 2.0, 3.6, 2.0], [0.6, 0, 0.6, 0]])

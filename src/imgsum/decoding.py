@@ -44,6 +44,9 @@ class DecodingOptions:
                 "that concept at least this probability (0: never required)"})
     concept_boost: float = field(default=0.0, metadata={
         "help": "added to the log-probability of saying a visual concept, times the concept's probability"})
+    boost_after: float = field(default=1.0, metadata={
+        "help": "the share of a visual concept's boost still added once the caption has said a concept at least "
+                "as probable (1: all of it; 0: none: 'a bird' is not pushed on to 'a house finch')"})
     block_repeats: bool = field(default=False, metadata={
         "help": "never say a word twice in a row, nor a third time (a, the, and, in, on, of, with excepted), a "
                 "two-word sequence a third time, nor a three-word sequence twice"})
@@ -314,10 +317,11 @@ class SlotAliases:
 class ConceptGuide:
     """Favours saying an image's visual concepts: adds ``boost`` times each concept's probability to the
     log-probability of its slot tokens, and, when the most probable concept has at least ``mention``,
-    keeps a caption from ending before it has said that concept (``<c0>`` or ``<c0s>``)."""
+    keeps a caption from ending before it has said that concept (``<c0>`` or ``<c0s>``). Once a caption has
+    said a concept at least as probable as another, only ``after`` times that one's boost is added."""
 
-    def __init__(self, stepper: Stepper, mention: float, boost: float) -> None:
-        self.stepper, self.mention, self.boost = stepper, mention, boost
+    def __init__(self, stepper: Stepper, mention: float, boost: float, after: float = 1.0) -> None:
+        self.stepper, self.mention, self.boost, self.after = stepper, mention, boost, after
 
     def begin(self, state, vocab: int) -> None:
         """Reads the concepts ``start`` chose for each image; ``vocab``: the logits' width."""
@@ -330,10 +334,22 @@ class ConceptGuide:
     def mask(self, seqs: np.ndarray, images: np.ndarray, eos_id: int) -> np.ndarray:
         """Added to the scores of rows ``seqs`` (rows, t), made for ``images`` (rows,): (rows, vocab)."""
         add = np.zeros((len(seqs), self.vocab_size), dtype=np.float32)
-        add[:, FIRST_SLOT : FIRST_SLOT + 2 * self.slots] = self.bonus[images]
+        bonus = self.bonus[images]
+        if self.after != 1.0:
+            bonus = bonus * np.where(self._covered(seqs, images), np.float32(self.after), np.float32(1.0))
+        add[:, FIRST_SLOT : FIRST_SLOT + 2 * self.slots] = bonus
         said = (seqs == FIRST_SLOT) | (seqs == FIRST_SLOT + self.slots)
         add[self.must[images] & ~said.any(1), eos_id] = -np.inf
         return add
+
+
+    def _covered(self, seqs: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """(rows, 2 * slots): whether each row has said a concept at least as probable as each slot's."""
+        slot = seqs - FIRST_SLOT
+        slot = np.where((slot >= 0) & (slot < 2 * self.slots), slot % self.slots, -1)  # <cK> and <cKs> -> K
+        p = self.bonus[images, : self.slots]  # (rows, slots), boost x probability
+        said_p = np.where(slot >= 0, np.take_along_axis(p, np.maximum(slot, 0), 1), -np.inf).max(1, initial=-np.inf)
+        return np.concatenate([p, p], 1) <= said_p[:, None]
 
 
 def _best(seqs: np.ndarray, scores: np.ndarray, eos_id: int, length_penalty: float,
@@ -436,7 +452,7 @@ def search(stepper: Stepper, grid, pooled, eos_id: int, options: DecodingOptions
     repeats = repeats if options.block_repeats else None
     guide = None
     if options.mention > 0 or options.concept_boost:
-        guide = ConceptGuide(stepper, options.mention, options.concept_boost)
+        guide = ConceptGuide(stepper, options.mention, options.concept_boost, options.boost_after)
     if options.beam <= 1:
         return greedy(stepper, grid, pooled, eos_id, options.max_len, banned, repeats, guide)
     return beam_search(stepper, grid, pooled, eos_id, options.beam, options.max_len, options.length_penalty, banned,
