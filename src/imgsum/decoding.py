@@ -342,7 +342,6 @@ class ConceptGuide:
         add[self.must[images] & ~said.any(1), eos_id] = -np.inf
         return add
 
-
     def _covered(self, seqs: np.ndarray, images: np.ndarray) -> np.ndarray:
         """(rows, 2 * slots): whether each row has said a concept at least as probable as each slot's."""
         slot = seqs - FIRST_SLOT
