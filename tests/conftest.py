@@ -75,11 +75,13 @@ def tiny_decoder(kind: str = "gpt", seed: int = 0):
     return decoder, info
 
 
-def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0) -> Path:
-    """A checkpoint of :func:`tiny_decoder`: real files, real loading, real concepts, meaningless captions."""
+def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0, beam: int | None = None) -> Path:
+    """A checkpoint of :func:`tiny_decoder`: real files, real loading, real concepts, meaningless captions;
+    ``beam``: its own beam, if not :func:`tiny_decoder`'s."""
     from imgsum.checkpoint import save_checkpoint
 
     decoder, info = tiny_decoder(kind, seed)
+    info.decoding = info.decoding.with_overrides(beam=beam)
     save_checkpoint(path, decoder.state_dict(), info)
     return path
 
@@ -88,6 +90,15 @@ def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0) -> Path:
 def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("checkpoints")
     return {kind: make_checkpoint(folder / f"tiny-{kind}.safetensors", kind) for kind in ("gpt", "lstm")}
+
+
+WIDE_BEAM = 5  # wider than the tiny models' own beam (2)
+
+
+@pytest.fixture(scope="session")
+def wide_checkpoint(tmp_path_factory) -> Path:
+    """A tiny gpt checkpoint whose own beam is WIDE_BEAM: a model of one's own served beside the others."""
+    return make_checkpoint(tmp_path_factory.mktemp("wide") / "tiny-wide.safetensors", "gpt", beam=WIDE_BEAM)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
 
-from conftest import fill_disk, tiny_decoder  # noqa: E402
+from conftest import WIDE_BEAM, fill_disk  # noqa: E402
 from fixtures.serve.fake_unsplash import FakeUnsplash  # noqa: E402
 from imgsum.api import Captioner  # noqa: E402
 from imgsum.serve.app import create_app  # noqa: E402
@@ -487,21 +487,6 @@ def test_settings_parse_model_lists():
 
 
 # ---- the beam bound: the server's max_beam, or a model's own beam where that is wider -----------------------------
-
-WIDE_BEAM = 5
-
-
-@pytest.fixture(scope="module")
-def wide_checkpoint(tmp_path_factory) -> Path:
-    """A tiny gpt checkpoint whose own beam is WIDE_BEAM, as a model of one's own served beside the shipped ones."""
-    from imgsum.checkpoint import save_checkpoint
-
-    decoder, info = tiny_decoder("gpt")
-    info.decoding = info.decoding.with_overrides(beam=WIDE_BEAM)
-    path = tmp_path_factory.mktemp("wide") / "tiny-wide.safetensors"
-    save_checkpoint(path, decoder.state_dict(), info)
-    return path
-
 
 @pytest.fixture(scope="module")
 def narrow_server(tiny_checkpoints, wide_checkpoint, tmp_path_factory):

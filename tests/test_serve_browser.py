@@ -244,19 +244,13 @@ def test_an_unsplash_photo_is_credited_with_links(browser, unsplash_server):
 
 
 @pytest.fixture(scope="module")
-def wide_server(tiny_checkpoints, tmp_path_factory):
+def wide_server(tiny_checkpoints, wide_checkpoint, tmp_path_factory):
     """``max_beam`` 3 beside a model of one's own whose own beam (5) is wider, the default, and ``gpt`` (own 2)."""
-    from conftest import tiny_decoder
-    from imgsum.checkpoint import save_checkpoint
     from imgsum.serve.app import create_app
     from imgsum.serve.background import BackgroundServer
     from imgsum.serve.settings import Settings
 
-    decoder, info = tiny_decoder("gpt")
-    info.decoding = info.decoding.with_overrides(beam=5)
-    wide = tmp_path_factory.mktemp("wide") / "tiny-wide.safetensors"
-    save_checkpoint(wide, decoder.state_dict(), info)
-    settings = Settings(models={"wide": str(wide), "gpt": str(tiny_checkpoints["gpt"])},
+    settings = Settings(models={"wide": str(wide_checkpoint), "gpt": str(tiny_checkpoints["gpt"])},
                         output_dir=tmp_path_factory.mktemp("saved-browser-wide"), max_beam=3)
     with BackgroundServer(create_app(settings)) as running:
         yield running
