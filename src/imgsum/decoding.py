@@ -336,19 +336,20 @@ class ConceptGuide:
         add = np.zeros((len(seqs), self.vocab_size), dtype=np.float32)
         bonus = self.bonus[images]
         if self.after != 1.0:
-            bonus = bonus * np.where(self._covered(seqs, images), np.float32(self.after), np.float32(1.0))
+            bonus = bonus * np.where(_covered(seqs, bonus), np.float32(self.after), np.float32(1.0))
         add[:, FIRST_SLOT : FIRST_SLOT + 2 * self.slots] = bonus
         said = (seqs == FIRST_SLOT) | (seqs == FIRST_SLOT + self.slots)
         add[self.must[images] & ~said.any(1), eos_id] = -np.inf
         return add
 
-    def _covered(self, seqs: np.ndarray, images: np.ndarray) -> np.ndarray:
-        """(rows, 2 * slots): whether each row has said a concept at least as probable as each slot's."""
-        slot = seqs - FIRST_SLOT
-        slot = np.where((slot >= 0) & (slot < 2 * self.slots), slot % self.slots, -1)  # <cK> and <cKs> -> K
-        p = self.bonus[images, : self.slots]  # (rows, slots), boost x probability
-        said_p = np.where(slot >= 0, np.take_along_axis(p, np.maximum(slot, 0), 1), -np.inf).max(1, initial=-np.inf)
-        return np.concatenate([p, p], 1) <= said_p[:, None]
+
+def _covered(seqs: np.ndarray, bonus: np.ndarray) -> np.ndarray:
+    """Whether each row of ``seqs`` (rows, t) has said a concept whose boost is at least each slot token's in
+    ``bonus`` (rows, slot tokens: ``<cK>`` then ``<cKs>``, the same boost for both): (rows, slot tokens)."""
+    slot = seqs - FIRST_SLOT
+    said = (slot >= 0) & (slot < bonus.shape[1])
+    boost = np.take_along_axis(bonus, np.where(said, slot, 0), 1)  # (rows, t): each word's boost, if a slot token
+    return bonus <= np.where(said, boost, -np.inf).max(1, initial=-np.inf)[:, None]
 
 
 def _best(seqs: np.ndarray, scores: np.ndarray, eos_id: int, length_penalty: float,
