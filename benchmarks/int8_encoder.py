@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_captions(args.data)
     dev = [data.image_dir / n for n in sorted(data.splits["dev"])[:200]]
     test = [data.image_dir / n for n in sorted(data.splits["test"])[:500]]
-    pixels = np.stack([bundle.info.preprocess.load(p) for p in dev])
+    pixels = np.concatenate([bundle.info.preprocess.load(p) for p in dev])
     machine, models = machine_info(), captioners(bundle)
     report = {"date": utc_now(), "machine": machine, "machine_line": machine_line(machine),
               "encoder": encoder_figures(bundle, pixels), "lstm_batch": throughput(models, test, args.rounds),

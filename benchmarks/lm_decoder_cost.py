@@ -109,7 +109,7 @@ def gpt_decode_seconds(captioner: Captioner, repeats: int = 5) -> float:
     """Mean seconds per photo of the shipped ``gpt``'s beam-5 search on the sample photos' features (encoder
     apart), after one untimed pass over them."""
     model = captioner.model
-    pixels = np.stack([captioner.preprocess.load(path) for path in sorted(SAMPLES.glob("*.jpg"))])
+    pixels = np.concatenate([captioner.preprocess.load(path) for path in sorted(SAMPLES.glob("*.jpg"))])
     grid, pooled = model.encode(pixels)
     rows = [(grid[i : i + 1], pooled[i : i + 1]) for i in range(len(pixels))]
     seconds, _ = time_each(lambda row: model.describe(*row, beam=BEAM), rows * repeats, warmup=len(rows))

@@ -100,7 +100,7 @@ def stage_breakdown(captioner, paths: list[Path], beam: int, batch_size: int) ->
     totals = {"read_preprocess_ms": 0.0, "encoder_ms": 0.0, "decoder_ms": 0.0}
     for lo in range(0, len(paths), batch_size):
         batch = paths[lo : lo + batch_size]
-        t, pixels = timed(lambda: np.stack([captioner.preprocess.load(p) for p in batch]))
+        t, pixels = timed(lambda: np.concatenate([captioner.preprocess.load(p) for p in batch]))
         totals["read_preprocess_ms"] += t
         t, (grid, pooled) = timed(lambda: model.encode(pixels))
         totals["encoder_ms"] += t

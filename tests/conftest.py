@@ -10,6 +10,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,8 @@ TINY_TRAINING = ["--min-count", "1", "--dim", "16", "--hidden", "16", "--attenti
 def tiny_decoder(kind: str = "gpt", seed: int = 0):
     """A tiny decoder with random weights in the current model format, and its :class:`ModelInfo`: slot tokens
     first in the vocabulary, the concept head filled from the shipped concept table and EfficientNet-Lite0's
-    ImageNet classifier (so its concepts are real), the rest meaningless (needs torch)."""
+    ImageNet classifier (so its concepts are real), reading the photo's centre square as the shipped models do
+    (``concept_crop``), the rest meaningless (needs torch)."""
     torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
     from imgsum.concepts import ConceptTable, slot_tokens
     from imgsum.model_info import DecoderConfig, ModelInfo
@@ -69,7 +71,8 @@ def tiny_decoder(kind: str = "gpt", seed: int = 0):
     decoder = create_decoder(cfg)
     encoder = create_encoder("efficientnet_lite0")
     decoder.concepts.head.load(table, encoder.classifier)
-    info = ModelInfo(encoder=encoder.name, preprocess=encoder.preprocess, decoder=cfg, vocab=vocab.to_list(),
+    preprocess = replace(encoder.preprocess, concept_crop=True)
+    info = ModelInfo(encoder=encoder.name, preprocess=preprocess, decoder=cfg, vocab=vocab.to_list(),
                      concepts=table.pairs(), decoding={"beam": 2, "max_len": 10, "length_penalty": 0.0},
                      metrics={"dev": {"dev_CIDEr": 0.0}})
     return decoder, info

@@ -9,10 +9,13 @@ import pytest
 
 pytest.importorskip("torch", reason="the train extra (torch) is not installed")
 
-from conftest import SAMPLES  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from conftest import SAMPLES, load_script  # noqa: E402
 from imgsum.api import Captioner  # noqa: E402
 from imgsum.concepts import Concept  # noqa: E402
 from imgsum.decoding import Caption  # noqa: E402
+from imgsum.images import open_image  # noqa: E402
 from imgsum.model_info import DecoderConfig  # noqa: E402
 
 
@@ -56,3 +59,26 @@ def test_caption_batch_results_carry_the_concepts_and_error_rows_none(captioner,
         described = captioner.describe(photo, beam=1)
         assert r.caption == described.text
         assert [c.to_dict() for c in r.concepts] == [c.to_dict() for c in described.concepts]
+
+
+def test_the_concepts_come_from_the_photos_centre_square_the_grid_from_the_whole(tiny_checkpoints, tmp_path: Path):
+    """A wide photo, a cat between two cups of coffee: a ``concept_crop`` model's classifier sees the cat alone; the
+    same checkpoint set to read the whole photo (``scripts/set_decoding.py --concept-crop no``), squeezed threefold,
+    sees something else."""
+    whole_path = tmp_path / "whole.safetensors"
+    assert load_script("set_decoding").main([str(tiny_checkpoints["gpt"]), "--out", str(whole_path),
+                                            "--concept-crop", "no"]) == 0
+    crop, whole = Captioner.load(tiny_checkpoints["gpt"]), Captioner.load(whole_path)
+    assert crop.preprocess.concept_crop and not whole.preprocess.concept_crop
+    cat, coffee = (open_image(SAMPLES / f).resize((224, 224)) for f in ("chelsea.jpg", "coffee.jpg"))
+    wide = Image.new("RGB", (3 * 224, 224))
+    for x, part in ((0, coffee), (224, cat), (448, coffee)):
+        wide.paste(part, (x, 0))
+
+    def words(captioner: Captioner, image: Image.Image) -> list[str]:
+        return [c.word for c in captioner.describe(image, beam=1).concepts]
+
+    assert words(crop, wide) == words(whole, cat) and words(crop, wide)[0] == "cat"
+    assert "cat" not in words(whole, wide)
+    batch = crop.caption_batch([cat, wide, coffee], batch_size=3, beam=1)  # the workers' path: views kept apart
+    assert [[c.word for c in r.concepts] for r in batch] == [words(crop, p) for p in (cat, wide, coffee)]

@@ -128,3 +128,25 @@ def test_members_that_cannot_caption_as_one_are_refused_with_the_reason(tiny_che
     # The members have no ONNX form, the default backend's:
     assert main(["caption", "--model", str(tmp_path / "ensemble.json"), str(sample_photos[0])]) == 2
     assert "has no onnx form" in caplog.text
+
+
+def test_members_may_differ_in_concept_crop_and_the_ensemble_reads_as_its_first(tiny_checkpoints, sample_photos,
+                                                                                 tmp_path, caplog):
+    """The shipped `lstm` reads the whole photo (fast); the ensemble it joins reads as the `gpt` before it does."""
+    from imgsum.api import Captioner
+    from imgsum.checkpoint import load_checkpoint, save_checkpoint
+
+    state, info = load_checkpoint(tiny_checkpoints["lstm"])
+    whole = tmp_path / "whole.safetensors"
+    save_checkpoint(whole, state, replace(info, preprocess=replace(info.preprocess, concept_crop=False)))
+    assert main(["ensemble", str(tiny_checkpoints["gpt"]), str(whole), "--weights", "1", "0", "--out",
+                 str(tmp_path)]) == 0
+    together = Captioner.load(tmp_path / "ensemble.json", backend="torch")
+    assert together.preprocess.concept_crop
+    alone = Captioner.load(tiny_checkpoints["gpt"], backend="torch")
+    photo = sample_photos[1]  # chelsea.jpg, 451 x 300: its centre square is not the whole photo
+    assert together.describe(photo).concepts == alone.describe(photo).concepts
+    smaller = tmp_path / "smaller.safetensors"
+    save_checkpoint(smaller, state, replace(info, preprocess=replace(info.preprocess, size=192)))
+    assert main(["ensemble", str(tiny_checkpoints["gpt"]), str(smaller), "--out", str(tmp_path / "no")]) == 2
+    assert "another preprocess" in caplog.text

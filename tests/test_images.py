@@ -1,4 +1,5 @@
-"""Real photos: EXIF orientation, every common mode converted, absurd sizes refused, bad files named."""
+"""Real photos: EXIF orientation, every common mode converted, absurd sizes refused, bad files named; the
+encoder's views of a photo."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from imgsum.images import ImageError, find_images, open_image
+from imgsum.images import ImageError, Preprocess, find_images, open_image
 
 
 def _encode(image: Image.Image, fmt: str, **kw) -> bytes:
@@ -104,3 +105,61 @@ def test_draft_decoding_keeps_exif_orientation_and_pixels(orientation):
     assert (fast.size[0] > fast.size[1]) == (full.size[0] > full.size[1])  # upright as the full decode
     reference = np.asarray(full.resize(fast.size, Image.BILINEAR), np.float32)
     assert np.abs(np.asarray(fast, np.float32) - reference).mean() < 4
+
+
+# ---- the encoder's views of a photo ----------------------------------------------------------------------------
+
+PLAIN = Preprocess(32, (127.0,) * 3, (128.0,) * 3)
+CROP = Preprocess(32, (127.0,) * 3, (128.0,) * 3, concept_crop=True)
+GREEN, BLUE = (0, 200, 0), (0, 0, 200)
+
+
+def banded(width: int = 96, height: int = 64) -> Image.Image:
+    """A wide photo: a green centre square between blue side bands."""
+    image = Image.new("RGB", (width, height), BLUE)
+    image.paste(GREEN, ((width - height) // 2, 0, (width + height) // 2, height))
+    return image
+
+
+def colour(pixels: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
+    """Whether each pixel of a (3, S, S) view is ``rgb``."""
+    want = (np.asarray(rgb, np.float32)[:, None, None] - 127.0) / 128.0
+    return np.isclose(pixels, want, atol=0.02).all(0)
+
+
+def test_concept_crop_gives_the_classifier_the_photos_centre_and_the_grid_the_whole_photo():
+    whole, centre = CROP.load(_encode(banded(), "PNG"))
+    assert colour(whole, BLUE)[:, :4].all() and colour(whole, GREEN)[:, 14:18].all()  # squeezed: bands kept
+    assert colour(centre, GREEN)[:, 1:-1].all() and not colour(centre, BLUE).any()  # the centre alone, full size
+    # (its outermost columns blend a little of the bands: the resize's filter reads beyond the square)
+    # The grid's view is the whole photo stretched, as the decoders were trained: exactly so once the shorter side
+    # is the encoder's size (a larger photo is first brought down to it, keeping its aspect: ``reduce``).
+    np.testing.assert_array_equal(PLAIN.load(banded(48, 32)), CROP.load(banded(48, 32))[:1])
+
+
+def test_views_of_a_batch_stay_together_and_per_photo_takes_each_photos_own():
+    photos = [banded(), Image.new("RGB", (40, 40), GREEN)]
+    pixels = CROP(photos)
+    assert pixels.shape == (4, 3, 32, 32) and PLAIN(photos).shape == (2, 3, 32, 32)
+    np.testing.assert_array_equal(pixels[:2], CROP.pixels(photos[0]))
+    rows = np.arange(4)  # features of rows 0..3: photo 0's views, then photo 1's
+    grid, pooled = CROP.per_photo(rows[:, None, None], rows[:, None])
+    assert grid.ravel().tolist() == [0, 2] and pooled.ravel().tolist() == [1, 3]
+    assert PLAIN.per_photo(rows, rows)[1] is rows
+
+
+@pytest.mark.parametrize("pre", [PLAIN, CROP], ids=["whole photo", "concept crop"])
+@pytest.mark.parametrize("size", [(960, 640), (20, 90), (32, 32)])
+def test_a_reduced_picture_gives_the_views_of_the_photo_itself(pre, size):
+    """What the web server keeps of an upload while it waits (``reduce``) is enough for every view."""
+    photo = banded(*size) if size[0] >= size[1] else banded(*size[::-1]).transpose(Image.Transpose.ROTATE_90)
+    small = pre.reduce(photo)
+    assert min(small.size) <= max(pre.size, min(photo.size)) and (pre.concept_crop or small.size == (32, 32))
+    np.testing.assert_array_equal(pre.pixels(small), pre.pixels(photo))
+
+
+def test_a_preprocessing_saved_before_concept_crop_reads_the_whole_photo():
+    old = {"size": 224, "mean": [127.0] * 3, "std": [128.0] * 3}
+    assert Preprocess.from_dict(old) == Preprocess(224, (127.0,) * 3, (128.0,) * 3)
+    assert Preprocess.from_dict(old).views == 1
+    assert Preprocess.from_dict(CROP.to_dict()) == CROP

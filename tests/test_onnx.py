@@ -78,11 +78,13 @@ def test_export_writes_a_bundle_that_describes_itself(bundles, tiny_checkpoints)
 def test_onnx_logits_equal_torch_step_by_step(kind, bundles, tiny_checkpoints):
     torch_model = CaptionModel.from_checkpoint(tiny_checkpoints[kind])
     onnx_model = OnnxCaptionModel.load(bundles[kind])
-    pixels = np.random.default_rng(1).standard_normal((3, 3, 224, 224)).astype(np.float32)
+    views = onnx_model.info.preprocess.views
+    pixels = np.random.default_rng(1).standard_normal((3 * views, 3, 224, 224)).astype(np.float32)  # 3 photos
     grid, pooled = onnx_model.encode(pixels)
-    with torch.no_grad():
-        ref_grid, ref_pooled = torch_model.encoder(torch.from_numpy(pixels))
+    ref_grid, ref_pooled = map(torch.from_numpy, torch_model.encode(pixels))
+    assert len(grid) == len(pooled) == 3
     np.testing.assert_allclose(grid, ref_grid.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pooled, ref_pooled.numpy(), rtol=1e-4, atol=1e-4)
     logits, state = onnx_model.stepper.start(ref_grid.numpy(), ref_pooled.numpy())
     with torch.no_grad():
         ref, ref_state = torch_model.decoder.start(ref_grid, ref_pooled)
@@ -137,7 +139,7 @@ def test_an_int8_encoder_is_exported_beside_the_float_one(tiny_checkpoints, phot
     assert bundle.int8_encoder
     assert bundle.source["int8_encoder"]["calibration_photos"] == min(3, len(photos))
     assert bundle.path(bundle.encoder).stat().st_size < 0.4 * bundle.path(bundle.float_encoder).stat().st_size
-    pixels = np.stack([bundle.info.preprocess.load(p) for p in photos])
+    pixels = np.concatenate([bundle.info.preprocess.load(p) for p in photos])
     assert check_close(bundle.path(bundle.float_encoder), bundle.path(bundle.encoder), pixels) >= MIN_COSINE
     model = OnnxCaptionModel.load(tmp_path / "tiny-lstm.json")
     int8_grid = model.encode(pixels)[0]
@@ -290,7 +292,7 @@ def test_preprocessing_in_workers_equals_preprocessing_a_batch(bundles, photos):
     captioner = Captioner.load(bundles["gpt"])
     pre = captioner.preprocess
     images = [open_image(p, draft_size=pre.size) for p in photos]
-    np.testing.assert_array_equal(np.stack([pre.load(p) for p in photos]), pre(images))
+    np.testing.assert_array_equal(np.concatenate([pre.load(p) for p in photos]), pre(images))
 
 
 @needs_data

@@ -128,7 +128,7 @@ class Captioner:
 
     def describe(self, image: ImageInput, **overrides) -> Caption:
         """One image -> its caption and the visual concepts the model saw in it (``.text``, ``.concepts``)."""
-        return self.model.generate(self.preprocess.load(image)[None], **overrides)[0]
+        return self.model.generate(self.preprocess.load(image), **overrides)[0]
 
     def caption_batch(self, images: Iterable[ImageInput], batch_size: int = 16, workers: int = 2,
                       on_result: Callable[[CaptionResult], None] | None = None, **overrides) -> list[CaptionResult]:
@@ -163,7 +163,7 @@ class Captioner:
         def job(i: int, source: ImageInput) -> tuple[CaptionResult, tuple[np.ndarray, np.ndarray] | None]:
             result = CaptionResult(_label(source, i))
             try:
-                pixels = load(source)[None]  # (1, 3, S, S)
+                pixels = load(source)  # (views, 3, S, S): one photo
             except (ImageError, OSError, ValueError) as err:
                 result.error = str(err)
                 return result, None

@@ -24,6 +24,7 @@ import numpy as np
 
 from .decoding import Caption, DecodingOptions, Ensemble, ensemble_weights, search_captions
 from .files import write_text_atomic
+from .images import Preprocess
 from .model_info import ModelInfo, read_checkpoint_info
 from .text import Vocabulary
 
@@ -106,16 +107,22 @@ def member_info(path: Path) -> ModelInfo:
 
 def check_members(infos: Sequence[ModelInfo], names: Sequence[str]) -> None:
     """Raises ValueError unless the members can caption as one: the same encoder, preprocessing, vocabulary and
-    concept table."""
+    concept table. Whether the classifier reads the photo's centre (``Preprocess.concept_crop``) may differ: the
+    ensemble reads photos as its first member does, and gives every member those features."""
     first = infos[0]
     for info, name in zip(infos[1:], names[1:]):
         for what in ("encoder", "preprocess", "vocab", "concepts"):
-            if getattr(info, what) != getattr(first, what):
+            if _shared(getattr(info, what)) != _shared(getattr(first, what)):
                 raise ValueError(f"ensemble member {name} has another {what} than {names[0]}: members must share the "
                                  "encoder, its preprocessing, the vocabulary and the concept table")
         if info.decoder.slots != first.decoder.slots:
             raise ValueError(f"ensemble member {name} has {info.decoder.slots} concept slots, {names[0]} "
                              f"{first.decoder.slots}")
+
+
+def _shared(value: Any) -> Any:
+    """What members must share of ``value``: all of it, but a preprocessing's ``concept_crop``."""
+    return replace(value, concept_crop=False) if isinstance(value, Preprocess) else value
 
 
 def ensemble_info(spec: EnsembleSpec, infos: Sequence[ModelInfo]) -> ModelInfo:

@@ -64,7 +64,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None 
 
     decoder = model.decoder
     with torch.no_grad():
-        grid, pooled = model.encoder(torch.from_numpy(probe))  # (2, regions, C), (2, C)
+        grid, pooled = model.encoder(torch.from_numpy(probe))  # (rows, regions, C), (rows, C): 2 photos' views
     carried, memory = _state_roles(decoder, grid, pooled)
     logger.info("export: decoder %s (carried %s; memory %s)", info.decoder.kind, carried, memory)
     start = _export_start(decoder, grid, pooled, carried + memory)
@@ -126,7 +126,7 @@ def _probe_pixels(preprocess: Preprocess) -> np.ndarray:
     """Two of the shipped sample photos, preprocessed: real photos, so that the concepts the classifier
     head picks are clear winners (on noise, near ties could fall either way in fp32 on two runtimes)."""
     photos = sorted((Path(__file__).parent / "assets" / "samples").glob("*.jpg"))[:2]
-    return np.concatenate([preprocess.load(p)[None] for p in photos]).astype(np.float32)
+    return np.concatenate([preprocess.load(p) for p in photos]).astype(np.float32)
 
 
 def _export(module: nn.Module, args: tuple, dynamic_shapes, input_names, output_names):

@@ -10,12 +10,13 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence, TypeVar, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+T = TypeVar("T")  # a numpy array or a torch tensor
 
 #: Images with more pixels than this are refused before they are decoded (about 12k x 8k).
 MAX_PIXELS = 100_000_000
@@ -118,7 +119,12 @@ def find_images(inputs: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize to ``size`` x ``size`` (bilinear), then ``(pixel - mean) / std`` on 0-255 RGB values.
+    """Bring a photo to ``size`` x ``size`` (bilinear), then ``(pixel - mean) / std`` on 0-255 RGB values.
+
+    The grid always reads the whole photo stretched to the square, as the decoders were trained. With
+    ``concept_crop``, the ImageNet classifier, whose classes give the visual concepts, reads a second view: the
+    photo's centre square, as ImageNet classifiers are evaluated. Each photo is then ``views`` (2) rows of the
+    encoder's input, the whole photo's first, and :meth:`per_photo` takes each photo's features from its rows.
 
     Travels with every checkpoint and exported model: the encoder's input, never re-typed at call sites.
     """
@@ -126,29 +132,64 @@ class Preprocess:
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    concept_crop: bool = False
+
+    @property
+    def views(self) -> int:
+        """Rows of the encoder's input for each photo."""
+        return 2 if self.concept_crop else 1
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
-        return cls(int(d["size"]), tuple(d["mean"]), tuple(d["std"]))  # type: ignore[arg-type]
+        return cls(int(d["size"]), tuple(d["mean"]), tuple(d["std"]),  # type: ignore[arg-type]
+                   bool(d.get("concept_crop", False)))
 
-    def array(self, image: Image.Image) -> np.ndarray:
-        """One RGB PIL image -> float32 array (3, size, size)."""
-        if image.size != (self.size, self.size):
-            image = image.resize((self.size, self.size), Image.BILINEAR)
+    def reduce(self, image: Image.Image) -> Image.Image:
+        """The smallest picture the views are made from, giving the same views as the photo itself: the square,
+        or with ``concept_crop`` the photo with its shorter side brought down to ``size``. For the web server,
+        so that what waits for the model is small."""
+        if not self.concept_crop:
+            return image if image.size == (self.size, self.size) else image.resize((self.size, self.size), Image.BILINEAR)
+        scale = self.size / min(image.size)
+        if scale >= 1:
+            return image
+        return image.resize((max(self.size, round(image.width * scale)), max(self.size, round(image.height * scale))),
+                            Image.BILINEAR)
+
+    def squares(self, image: Image.Image) -> list[Image.Image]:
+        """The ``size`` x ``size`` pictures the encoder reads of one photo: the whole photo, then the centre square."""
+        image = self.reduce(image)
+        whole = image if image.size == (self.size, self.size) else image.resize((self.size, self.size), Image.BILINEAR)
+        if not self.concept_crop:
+            return [whole]
+        side = min(image.size)
+        left, top = (image.width - side) / 2, (image.height - side) / 2
+        return [whole, image.resize((self.size, self.size), Image.BILINEAR, box=(left, top, left + side, top + side))]
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """One RGB PIL image -> float32 array (views, 3, size, size)."""
         mean = np.asarray(self.mean, np.float32)[:, None, None]
         std = np.asarray(self.std, np.float32)[:, None, None]
-        return (np.asarray(image, np.float32).transpose(2, 0, 1) - mean) / std  # (3, size, size)
+        return np.stack([(np.asarray(square, np.float32).transpose(2, 0, 1) - mean) / std
+                         for square in self.squares(image)])
 
     def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """RGB PIL images -> float32 array (batch, 3, size, size)."""
-        batch = np.empty((len(images), 3, self.size, self.size), dtype=np.float32)
+        """RGB PIL images -> float32 array (images x views, 3, size, size), each photo's views together."""
+        batch = np.empty((len(images) * self.views, 3, self.size, self.size), dtype=np.float32)
         for i, image in enumerate(images):
-            batch[i] = self.array(image)
+            batch[i * self.views : (i + 1) * self.views] = self.pixels(image)
         return batch
 
     def load(self, source: ImageInput) -> np.ndarray:
-        """Any image input -> (3, size, size): decoded at the smallest JPEG draft size that suffices."""
-        return self.array(open_image(source, draft_size=self.size))
+        """Any image input -> (views, 3, size, size): decoded at the smallest JPEG draft size that suffices."""
+        return self.pixels(open_image(source, draft_size=self.size))
+
+    def per_photo(self, grid: T, pooled: T) -> tuple[T, T]:
+        """The encoder's outputs for ``views`` rows a photo -> one grid (the whole photo's) and one pooled vector (the
+        classifier's view's) a photo. Pooled features serve only the concepts."""
+        if self.views == 1:
+            return grid, pooled
+        return grid[0 :: self.views], pooled[self.views - 1 :: self.views]

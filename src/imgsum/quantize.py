@@ -58,8 +58,9 @@ def quantize_bundle(bundle: Bundle, photos: list[Path], batch_size: int = 8) -> 
     float_file = bundle.float_encoder
     int8_file = Path(float_file).stem + INT8_SUFFIX
     preprocess = bundle.info.preprocess
-    pixels = _load(photos, preprocess)
-    logger.info("int8 encoder: calibrating %s on %d photos", float_file, len(pixels))
+    pixels = _load(photos, preprocess)  # each photo's views (rows) calibrate it
+    calibrated = len(pixels) // preprocess.views
+    logger.info("int8 encoder: calibrating %s on %d photos", float_file, calibrated)
     quantize_encoder(bundle.path(float_file), bundle.path(int8_file), pixels, batch_size)
     try:
         check_close(bundle.path(float_file), bundle.path(int8_file), pixels)
@@ -72,7 +73,7 @@ def quantize_bundle(bundle: Bundle, photos: list[Path], batch_size: int = 8) -> 
                                "sha256": sha256(bundle.path(int8_file))}
     bundle.source["int8_encoder"] = {
         "float": float_file, "float_sha256": sha256(bundle.path(float_file)),
-        "calibration_photos": len(pixels), "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, "
+        "calibration_photos": calibrated, "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, "
         "uint8 activations, min-max calibration"}
     bundle.save()
     logger.info("int8 encoder: %s (%.1f MB; float %.1f MB)", bundle.path(int8_file),
@@ -132,4 +133,4 @@ def _load(photos: list[Path], preprocess: Preprocess) -> np.ndarray:
             logger.warning("int8 encoder: calibration photo left out: %s", err)
     if not pixels:
         raise ValueError("none of the calibration photos could be read")
-    return np.stack(pixels).astype(np.float32)
+    return np.concatenate(pixels).astype(np.float32)

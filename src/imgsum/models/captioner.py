@@ -41,13 +41,13 @@ class CaptionModel(nn.Module):
         return cls(encoder, decoder, info).eval()
 
     def generate(self, pixels: np.ndarray | torch.Tensor, **overrides) -> list[Caption]:
-        """Preprocessed images (batch, 3, H, W) -> one caption each (``overrides``: as :meth:`describe`)."""
+        """Preprocessed photos (photos x views, 3, H, W) -> one caption each (``overrides``: as :meth:`describe`)."""
         return self.describe(*self.encode(pixels), **overrides)
 
     @torch.inference_mode()
     def encode(self, pixels: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Preprocessed images (batch, 3, H, W) -> grid (batch, regions, C), pooled (batch, C), as numpy."""
-        grid, pooled = self.encoder(torch.as_tensor(pixels))
+        """Preprocessed photos (photos x views, 3, H, W) -> grid (photos, regions, C), pooled (photos, C), as numpy."""
+        grid, pooled = self.info.preprocess.per_photo(*self.encoder(torch.as_tensor(pixels)))
         return grid.numpy(), pooled.numpy()
 
     encode_wide = encode  # torch's threads serve every caller alike

@@ -112,16 +112,17 @@ class OnnxCaptionModel:
         return cls(read_bundle(path), threads)
 
     def generate(self, pixels: np.ndarray, **overrides) -> list[Caption]:
-        """Preprocessed images (batch, 3, H, W) -> one caption each. ``overrides``: as :meth:`describe`."""
+        """Preprocessed photos (photos x views, 3, H, W) -> one caption each. ``overrides``: as :meth:`describe`."""
         return self.describe(*self.encode_wide(pixels), **overrides)
 
     def encode_wide(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`encode` with the encoder on every core, for a caller with no image workers beside it."""
-        return self._encoder(self._wide)(pixels)
+        return self.info.preprocess.per_photo(*self._encoder(self._wide)(pixels))
 
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Preprocessed images (batch, 3, H, W) -> grid (batch, regions, C), pooled (batch, C). Thread-safe."""
-        return self._encoder(self._threads)(pixels)
+        """Preprocessed photos (photos x views, 3, H, W) -> grid (photos, regions, C), pooled (photos, C).
+        Thread-safe."""
+        return self.info.preprocess.per_photo(*self._encoder(self._threads)(pixels))
 
     def _encoder(self, threads: int | None) -> OnnxEncoder:
         """The encoder session with ``threads`` per operator, made when first needed (so an ensemble's members

@@ -40,7 +40,7 @@ from .schemas import (AttributionModel, CaptionResponse, ConceptModel, ConfigRes
                       ModelEntry, ModelsResponse, SampleResponse, SaveResponse, Timing)
 from .settings import Settings
 from .unsplash import Photo, UnsplashError, gallery_photo, random_unsplash_photo, track_download
-from .uploads import ApiError, Upload, display_name, open_picture, safe_stem, sniff
+from .uploads import ApiError, Reduce, Upload, display_name, open_picture, safe_stem, sniff
 from .worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
@@ -178,11 +178,12 @@ async def _read_upload(request: Request, file: UploadFile, index: int) -> Upload
     return await run_in_threadpool(sniff, data, name, settings.max_upload_bytes, settings.max_pixels)
 
 
-async def _open_pictures(request: Request, uploads: list[Upload], size: int | None, square: bool) -> list:
+async def _open_pictures(request: Request, uploads: list[Upload], size: int | None,
+                         reduce: Reduce | None = None) -> list:
     """Decodes the uploads off the event loop, a few requests at a time, so that memory stays bounded."""
     max_pixels = request.app.state.settings.max_pixels
     async with request.app.state.decode_slots:
-        return await run_in_threadpool(lambda: [open_picture(u, size, max_pixels, square) for u in uploads])
+        return await run_in_threadpool(lambda: [open_picture(u, size, max_pixels, reduce) for u in uploads])
 
 
 def _remember_sample(request: Request, photo: Photo) -> str:
@@ -261,8 +262,8 @@ async def caption(request: Request,
     if len(image) > settings.max_images:
         raise ApiError(413, f"image: {len(image)} images, more than the limit of {settings.max_images} a request")
     uploads = [await _read_upload(request, f, i) for i, f in enumerate(image)]
-    size = request.app.state.captioners[name].info.preprocess.size
-    pictures = await _open_pictures(request, uploads, size, square=True)
+    preprocess = request.app.state.captioners[name].info.preprocess
+    pictures = await _open_pictures(request, uploads, preprocess.size, preprocess.reduce)
     outcome = await request.app.state.worker.caption(name, options, pictures)
     timing = Timing(total_s=round(time.perf_counter() - started, 4), queue_s=round(outcome.queue_s, 4),
                     inference_s=round(outcome.inference_s, 4), batch_images=outcome.batch_images)
@@ -337,7 +338,7 @@ async def save(request: Request,
         if photo is None:
             raise ApiError(422, "sample_id: unknown (or too old) sample id")
     upload = await _read_upload(request, image, 0)
-    picture = (await _open_pictures(request, [upload], CAPTIONED_WIDTH[1], square=False))[0]
+    picture = (await _open_pictures(request, [upload], CAPTIONED_WIDTH[1]))[0]
     stem = safe_stem(filename or image.filename or (photo.filename if photo else None))
     record = _save_record(request, text, name, options, seconds, upload, photo, image.filename, seen)
     artist = photo.attribution.photographer if photo and photo.attribution else None

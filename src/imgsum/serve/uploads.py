@@ -11,10 +11,14 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
 from ..images import ImageError, open_image
+
+#: Makes a decoded picture as small as a model's preprocessing allows (``Preprocess.reduce``).
+Reduce = Callable[[Image.Image], Image.Image]
 
 #: Formats accepted, as Pillow names them after sniffing the bytes (MPO: a phone's multi-picture JPEG).
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
@@ -75,18 +79,19 @@ def sniff(data: bytes, name: str, max_bytes: int, max_pixels: int) -> Upload:
     return Upload(name, data, image.format, width, height)
 
 
-def open_picture(upload: Upload, size: int | None = None, max_pixels: int | None = None, square: bool = False) -> Image.Image:
+def open_picture(upload: Upload, size: int | None = None, max_pixels: int | None = None,
+                 reduce: Reduce | None = None) -> Image.Image:
     """The upright RGB picture, decoded at least ``size`` large (JPEGs scale down while decoding).
 
-    With ``square``, it is resized to ``size`` x ``size`` as the model's preprocessing would, so that what
-    waits for the model is small.
+    ``reduce`` (a model's :meth:`~imgsum.images.Preprocess.reduce`) makes it as small as the model's
+    preprocessing allows, so that what waits for the model is small.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = open_image(upload.data, draft_size=size, **({"max_pixels": max_pixels} if max_pixels else {}))
-            if square and size:
-                image = image.resize((size, size), Image.BILINEAR)
+            if reduce:
+                image = reduce(image)
             else:
                 image.load()
     except ImageError as err:

@@ -54,6 +54,9 @@ class TrainConfig:
     # The best checkpoint's stored decoding defaults, where they differ from the ones above (which validation
     # uses to pick the best epoch): settings chosen on the dev sets after a run, e.g. {concept_boost = 4.0}.
     release_decoding: dict = field(default_factory=dict)
+    # The model's classifier reads the photo's centre square (imgsum.images.Preprocess.concept_crop). Training
+    # takes the concepts from the cached grid, so this only changes the model the run writes.
+    concept_crop: bool = False
     val_images: int = 0  # dev images decoded each epoch for BLEU/CIDEr (0: all)
     seed: int = 0
     threads: int = 0  # torch threads (0: torch's default)

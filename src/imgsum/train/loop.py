@@ -12,6 +12,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -452,7 +453,8 @@ class Trainer:
 
     def save_best(self, row: dict) -> None:
         info = ModelInfo(
-            encoder=self.encoder_name, preprocess=self.preprocess, decoder=self.model.config,
+            encoder=self.encoder_name, preprocess=replace(self.preprocess, concept_crop=self.cfg.concept_crop),
+            decoder=self.model.config,
             vocab=self.vocab.to_list(),
             concepts=self.table.pairs(),
             decoding=self.release,
