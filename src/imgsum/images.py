@@ -152,22 +152,27 @@ class Preprocess:
         or with ``concept_crop`` the photo with its shorter side brought down to ``size``. For the web server,
         so that what waits for the model is small."""
         if not self.concept_crop:
-            return image if image.size == (self.size, self.size) else image.resize((self.size, self.size), Image.BILINEAR)
+            return self._stretched(image)
         scale = self.size / min(image.size)
         if scale >= 1:
             return image
-        return image.resize((max(self.size, round(image.width * scale)), max(self.size, round(image.height * scale))),
-                            Image.BILINEAR)
+        width, height = max(self.size, round(image.width * scale)), max(self.size, round(image.height * scale))
+        return image.resize((width, height), Image.BILINEAR)
 
     def squares(self, image: Image.Image) -> list[Image.Image]:
         """The ``size`` x ``size`` pictures the encoder reads of one photo: the whole photo, then the centre square."""
         image = self.reduce(image)
-        whole = image if image.size == (self.size, self.size) else image.resize((self.size, self.size), Image.BILINEAR)
         if not self.concept_crop:
-            return [whole]
+            return [image]
         side = min(image.size)
         left, top = (image.width - side) / 2, (image.height - side) / 2
-        return [whole, image.resize((self.size, self.size), Image.BILINEAR, box=(left, top, left + side, top + side))]
+        centre = image.resize((self.size, self.size), Image.BILINEAR, box=(left, top, left + side, top + side))
+        return [self._stretched(image), centre]
+
+    def _stretched(self, image: Image.Image) -> Image.Image:
+        """The whole photo stretched to the square (a photo of that size as it is)."""
+        square = (self.size, self.size)
+        return image if image.size == square else image.resize(square, Image.BILINEAR)
 
     def pixels(self, image: Image.Image) -> np.ndarray:
         """One RGB PIL image -> float32 array (views, 3, size, size)."""
