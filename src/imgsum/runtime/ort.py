@@ -117,12 +117,16 @@ class OnnxCaptionModel:
 
     def encode_wide(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`encode` with the encoder on every core, for a caller with no image workers beside it."""
-        return self.info.preprocess.per_photo(*self._encoder(self._wide)(pixels))
+        return self._features(self._wide, pixels)
 
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed photos (photos x views, 3, H, W) -> grid (photos, regions, C), pooled (photos, C).
         Thread-safe."""
-        return self.info.preprocess.per_photo(*self._encoder(self._threads)(pixels))
+        return self._features(self._threads, pixels)
+
+    def _features(self, threads: int | None, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each photo's grid and pooled features from its views' rows, by the encoder with ``threads``."""
+        return self.info.preprocess.per_photo(*self._encoder(threads)(pixels))
 
     def _encoder(self, threads: int | None) -> OnnxEncoder:
         """The encoder session with ``threads`` per operator, made when first needed (so an ensemble's members
