@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
