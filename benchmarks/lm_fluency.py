@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from synthetic_captions import Llama, load_smollm2  # noqa: E402  (the same loader and forward pass)
+from smollm2 import Llama, load_smollm2  # noqa: E402  (the one loader and forward pass)
 
 PROMPT = "Here is a one-sentence description of a photo: "
 log = logging.getLogger("lm_fluency")

@@ -16,7 +16,7 @@ fixed list of eight (the same three for a batch of prompts, whose shared start i
 4 to 20 words, says it once, and is not a definition ("a pizza is a type of food ..."); duplicates are dropped.
 
 The model runs as a plain Llama in torch (weights dequantised from the GGUF file; see
-``../shared/docs/smollm2.md``), with a key/value cache and a batch of prompts at a time.
+``scripts/smollm2.py``), with a key/value cache and a batch of prompts at a time.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ import random
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from imgsum.concepts import TABLE
+from smollm2 import Llama, load_smollm2, start_script  # scripts/smollm2.py
 
 logger = logging.getLogger("synthetic_captions")
 
@@ -50,80 +49,6 @@ EXAMPLES = [  # (subject, caption): the style asked for; none of them about an I
 ]
 DEFINITION = re.compile(r"^(a|an|the) [\w' -]+ (is|are) (a|an|the) |\b(is|are) (a|an) (\w+ )?(type|kind|form|species)\b"
                         r"|\b(used (for|to)|made (of|from)|consists? of|refers? to|known as)\b")
-
-
-def load_smollm2(path: Path):
-    """The tokenizer and the dequantised weights of SmolLM2's GGUF file."""
-    from gguf import GGUFReader
-    from gguf.quants import dequantize
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    reader = GGUFReader(path)
-    fields = {f.name: f for f in reader.fields.values()}
-
-    def strings(name: str) -> list[str]:
-        f = fields[name]
-        return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
-
-    tokens, merges = strings("tokenizer.ggml.tokens"), strings("tokenizer.ggml.merges")
-    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, [tuple(m.split(" ", 1)) for m in merges]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    weights = {}
-    for t in reader.tensors:
-        shape = [int(x) for x in reversed(t.shape)]
-        weights[t.name] = torch.from_numpy(np.array(dequantize(t.data, t.tensor_type)).reshape(shape)).float()
-    return tok, weights
-
-
-class Llama:
-    """SmolLM2-135M's forward pass: 30 blocks, grouped-query attention, RoPE on adjacent pairs, RMSNorm."""
-
-    def __init__(self, w: dict[str, torch.Tensor], layers: int = 30, dim: int = 576, heads: int = 9,
-                 kv_heads: int = 3, base: float = 100000.0, context: int = 512) -> None:
-        self.w, self.layers, self.dim, self.heads, self.kv_heads = w, layers, dim, heads, kv_heads
-        self.head_dim = dim // heads
-        freq = torch.outer(torch.arange(context).float(),
-                           1.0 / base ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim))
-        self.cos, self.sin = freq.cos(), freq.sin()
-
-    def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """x (batch, heads, T, head_dim); pos (batch, T). Rotates dimensions (0, 1), (2, 3), ..."""
-        c, s = self.cos[pos][:, None], self.sin[pos][:, None]
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        return torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], -1).flatten(-2)
-
-    @staticmethod
-    def _norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * weight
-
-    @torch.no_grad()
-    def forward(self, ids: torch.Tensor, pos: torch.Tensor, cache: dict, keep: torch.Tensor,
-                every: bool = False) -> torch.Tensor:
-        """ids, pos (batch, T); ``keep`` (batch, S) the cached and new positions a row may see -> the last
-        position's logits (batch, vocab), or with ``every`` each position's (batch, T, vocab). ``cache`` grows by T."""
-        w, (b, t) = self.w, ids.shape
-        x = w["token_embd.weight"][ids]
-        for i in range(self.layers):
-            p = f"blk.{i}."
-            h = self._norm(x, w[p + "attn_norm.weight"])
-            q = (h @ w[p + "attn_q.weight"].T).view(b, t, self.heads, self.head_dim).transpose(1, 2)
-            k = (h @ w[p + "attn_k.weight"].T).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = (h @ w[p + "attn_v.weight"].T).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            q, k = self._rope(q, pos), self._rope(k, pos)
-            if i in cache:
-                k, v = torch.cat([cache[i][0], k], 2), torch.cat([cache[i][1], v], 2)
-            cache[i] = (k, v)
-            s = k.shape[2]
-            mask = torch.ones(t, s, dtype=torch.bool).tril(s - t)[None, None] & keep[:, None, None, :s]
-            rep = self.heads // self.kv_heads
-            y = F.scaled_dot_product_attention(q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1),
-                                               attn_mask=mask)
-            x = x + y.transpose(1, 2).reshape(b, t, self.dim) @ w[p + "attn_output.weight"].T
-            h = self._norm(x, w[p + "ffn_norm.weight"])
-            gate = F.silu(h @ w[p + "ffn_gate.weight"].T) * (h @ w[p + "ffn_up.weight"].T)
-            x = x + gate @ w[p + "ffn_down.weight"].T
-        return self._norm(x if every else x[:, -1], w["output_norm.weight"]) @ w["token_embd.weight"].T
 
 
 def sample(model: Llama, tok, prefix: str, prompts: list[str], gen: torch.Generator, max_new: int = 32,
@@ -199,9 +124,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_script(args.threads)
     table = json.loads(TABLE.read_text())
     if args.limit:
         table["classes"] = table["classes"][: args.limit]

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,8 +31,11 @@ SLOW_FIXTURES = {"bundles", "browser"}  # the tiny models exported to ONNX (~20 
 
 def load_script(name: str):
     """``scripts/NAME.py`` as a module (the scripts are not a package), for tests of their functions."""
+    if str(ROOT / "scripts") not in sys.path:  # as when run: a script imports the scripts beside it
+        sys.path.insert(0, str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import would: dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
