@@ -51,6 +51,7 @@ from data_paths import FLICKR8K_CAPTIONS, FLICKR30K_CAPTIONS  # noqa: E402
 
 from imgsum.concepts import ConceptTable  # noqa: E402
 from imgsum.files import write_text_atomic  # noqa: E402
+from imgsum.images import ImageError  # noqa: E402
 from imgsum.models.captioner import CaptionModel  # noqa: E402
 from imgsum.pretrained import shipped_path  # noqa: E402
 from imgsum.train.text_only import NoisyConcepts, TextCaptions  # noqa: E402
@@ -348,10 +349,19 @@ def caption(args: argparse.Namespace) -> None:
     mapper.load_state_dict(state["mapper"])
     mapper.eval()
     photos, refs, train_captions = photos_and_refs(args)
-    rows, started = [], time.perf_counter()
+    rows, unreadable, started = [], {}, time.perf_counter()
     for lo in tqdm(range(0, len(photos), args.batch), desc="captioning", unit="batch"):
-        chunk = photos[lo: lo + args.batch]
-        grid, pooled = source.encode(np.concatenate([source.info.preprocess.load(p) for p in chunk]))
+        chunk, pixels = [], []
+        for path in photos[lo: lo + args.batch]:  # an unreadable photo is reported, the others captioned
+            try:
+                pixels.append(source.info.preprocess.load(path))
+                chunk.append(path)
+            except ImageError as e:
+                logger.warning("cannot read %s: %s", path, e)
+                unreadable[path.name] = str(e)
+        if not chunk:
+            continue
+        grid, pooled = source.encode(np.concatenate(pixels))
         concepts = concept_words(torch.from_numpy(pooled), source.decoder.concepts.head, table)
         said = greedy(lm, mapper, torch.from_numpy(grid), [prompter.prompt(prompter.words(*c)) for c in concepts],
                       prompter.end, s.max_caption_tokens)
@@ -374,7 +384,7 @@ def caption(args: argparse.Namespace) -> None:
     else:
         metrics = {"metrics": score_captions(refs, hyps),
                    **{k: v for k, v in caption_stats(hyps, refs, train_captions).items() if k != "length"}}
-    metrics["settings"], metrics["step"] = asdict(s), state["step"]
+    metrics["settings"], metrics["step"], metrics["unreadable"] = asdict(s), state["step"], unreadable
     metrics["speed"] = {"photos_per_second": len(rows) / seconds, "batch": args.batch,
                         "threads": torch.get_num_threads()}  # reading, encoding and decoding, torch
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
