@@ -325,20 +325,20 @@ def photos_and_refs(args: argparse.Namespace) -> tuple[list[Path], dict[str, lis
         from imgsum.eval.subject_eval import find_photos
 
         return find_photos(args.subjects, args.limit), None, []
-    from imgsum.data.formats import load_captions
-    from imgsum.data.splits import split_by_image
+    from imgsum.eval.evaluate import EvalSettings, load_split
 
-    data = load_captions(FLICKR8K_CAPTIONS)
-    splits = split_by_image(data)
-    names = sorted(splits[args.split])[: args.limit or None]
-    refs = {n: data.captions[n] for n in names}
-    return [Path(data.image_dir) / n for n in names], refs, [c for n in splits["train"] for c in data.captions[n]]
+    refs, train_captions, folder = load_split(EvalSettings(data=str(FLICKR8K_CAPTIONS), split=args.split,
+                                                           limit=args.limit))
+    return [folder / n for n in refs], refs, train_captions
 
 
 def caption(args: argparse.Namespace) -> None:
-    from imgsum.eval.evaluate import caption_stats
+    from imgsum.api import CaptionResult
+    from imgsum.concepts import Concept
+    from imgsum.eval.evaluate import caption_row, caption_stats
     from imgsum.eval.metrics import score_captions
-    from imgsum.eval.subjects import SubjectRule, is_degenerate
+    from imgsum.eval.subject_eval import subject_metrics
+    from imgsum.eval.subjects import SubjectRule
 
     state = torch.load(Path(args.run) / "last.pt", weights_only=False)
     s = Settings(**state["settings"])
@@ -367,26 +367,25 @@ def caption(args: argparse.Namespace) -> None:
                       prompter.end, s.max_caption_tokens)
         for path, ids, (words, p) in zip(chunk, said, concepts):
             text = tok.decode(ids).strip().rstrip(".").strip()
-            rows.append({"image": path.name, "caption": text,
-                         "concepts": [{"word": w, "p": round(q, 4)} for w, q in zip(words, p)],
-                         "degenerate": is_degenerate(text)})
+            rows.append(caption_row(path.name, CaptionResult(path.name, text, concepts=[
+                Concept(w, q) for w, q in zip(words, p)])))
     seconds = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "captions.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     hyps = {r["image"]: r["caption"] for r in rows}
-    if refs is None:
+    if refs is None:  # scored as imgsum eval --subjects scores
         rule = SubjectRule(table)
-        named = [rule.names(r["caption"], r["image"]) for r in rows]
-        scored = [n for n in named if n is not None]
-        metrics = {"named_share": sum(scored) / max(1, len(scored)), "scored": len(scored),
-                   "degenerate": sum(r["degenerate"] for r in rows)}
+        for r in rows:
+            r["named"] = rule.names(r["caption"], r["image"])
+            r["concept_named"] = rule.names(r["concepts"][0]["word"], r["image"]) if r["concepts"] else None
+        metrics = subject_metrics(rows, sum(r["named"] is None for r in rows))
     else:
         metrics = {"metrics": score_captions(refs, hyps),
                    **{k: v for k, v in caption_stats(hyps, refs, train_captions).items() if k != "length"}}
     metrics["settings"], metrics["step"], metrics["unreadable"] = asdict(s), state["step"], unreadable
     metrics["speed"] = {"photos_per_second": len(rows) / seconds, "batch": args.batch,
                         "threads": torch.get_num_threads()}  # reading, encoding and decoding, torch
+    write_text_atomic(out / "captions.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     logger.info("%s: %s", out, json.dumps({k: v for k, v in metrics.items() if k not in ("settings",
                                                                                           "most_frequent")}))
