@@ -84,6 +84,7 @@ def quality_markdown(results: list[dict], links: dict[str, str] | None = None) -
         if rs.get("backend"):
             label += f" ({rs['backend']})"
         lines.append(_row(label, r["metrics"], names) + " n/a |")
+    lines += _interval_lines(results, "CIDEr", f"CIDEr's 95% bootstrap interval over the {s['images']:,} photos")
     agreement = [(r, r["human_agreement"]) for r in results if "human" in r.get("human_agreement", {})]
     if agreement:
         n = agreement[0][1]["references"]
@@ -113,6 +114,17 @@ def quality_markdown(results: list[dict], links: dict[str, str] | None = None) -
     return "\n".join(lines)
 
 
+def _interval_lines(results: list[dict], metric: str, what: str, percent: bool = False) -> list[str]:
+    """A paragraph with each result's bootstrap interval of ``metric`` (``imgsum eval``'s ``intervals``), if any."""
+    found = [(r["settings"]["label"], r["intervals"][metric]) for r in results if metric in r.get("intervals", {})]
+    if not found:
+        return []
+    form = (lambda x: f"{100 * x:.1f}%") if percent else (lambda x: f"{x:.3f}")
+    each = "; ".join(f"`{label}` {form(i['low'])} to {form(i['high'])}" for label, i in found)
+    return ["", f"{what} (another sample of such photos could score anywhere in it): {each}. Whether one model beats "
+            "another on the same photos: `python benchmarks/compare_evals.py RUN_A RUN_B` (paired bootstrap)."]
+
+
 def subjects_markdown(results: list[dict]) -> str:
     """The share of captions that name their subject on a folder of ImageNet-named photos (``imgsum eval --subjects``)."""
     lines = ["Photos outside Flickr8k's world: `imagenet_dev`, 500 ImageNet photos, one per class; the share of captions "
@@ -124,6 +136,8 @@ def subjects_markdown(results: list[dict]) -> str:
         m = r["metrics"]
         lines.append(f"| `{r['settings']['label']}` | {m['named']} of {m['scored']} ({100 * m['named_share']:.1f}%) | "
                      f"{100 * m['concept_named_share']:.1f}% | {m['degenerate']} |")
+    lines += _interval_lines(results, "named_share", "The named share's 95% bootstrap interval over the photos",
+                             percent=True)
     lines += ["", "Made with:", "", "```bash", *[r["command"] for r in results if r.get("command")], "```"]
     return "\n".join(lines)
 

@@ -207,8 +207,12 @@ def test_eval_cli_end_to_end_without_java(tmp_path: Path, tiny_checkpoints, kind
     assert result["stats"]["degenerate"] == degenerate
     printed = json.loads(capsys.readouterr().out)
     assert printed["degenerate_captions"] == degenerate and printed["metrics"] == result["metrics"]
+    cider = result["intervals"]["CIDEr"]  # over the photos' own CIDEr, whose mean is the corpus CIDEr
+    assert cider["mean"] == pytest.approx(result["metrics"]["CIDEr"]) and cider["photos"] == 4
+    assert cider["low"] <= cider["mean"] <= cider["high"] and printed["intervals"] == result["intervals"]
     html = (out / "report.html").read_text()
     assert html.count("data:image/jpeg;base64,") >= 4 and "Worst" in html and "SPICE" in html
+    assert f"95% bootstrap interval over the 4 photos (2000 resamples): CIDEr {cider['low']:.3f} to" in html
     assert f"Degenerate captions (a word other than a, the, and, in, on, of, with, or a two- or three-word " \
            f"sequence, three times): <b>{degenerate}</b>" in html
     assert result["command"].startswith("imgsum eval --model")
@@ -276,6 +280,18 @@ def test_quality_markdown_lists_models_and_people() -> None:
     text = update_readme.quality_markdown([_fake_eval("gpt"), _fake_eval("lstm")])
     assert "| `gpt`, beam 3 (onnx) | 0.500" in text and "people: each reference against the other 4" in text
     assert "imgsum eval --model lstm --beam 3" in text and "SPICE not computed." in text
+    assert "bootstrap interval" not in text  # results written before imgsum eval had intervals
+    with_interval = {**_fake_eval("gpt"), "intervals": {"CIDEr": {"low": 0.46, "high": 0.54}}}
+    text = update_readme.quality_markdown([with_interval, _fake_eval("lstm")])
+    assert "CIDEr's 95% bootstrap interval over the 1,000 photos" in text and "`gpt` 0.460 to 0.540." in text
+
+
+def test_subjects_markdown_gives_the_named_shares_interval_in_percent() -> None:
+    result = {"settings": {"label": "ensemble"}, "command": "imgsum eval --subjects x",
+              "metrics": {"named": 423, "scored": 500, "named_share": 0.846, "concept_named_share": 0.898,
+                          "degenerate": 0}, "intervals": {"named_share": {"low": 0.814, "high": 0.876}}}
+    text = update_readme.subjects_markdown([result])
+    assert "| `ensemble` | 423 of 500 (84.6%) | 89.8% | 0 |" in text and "`ensemble` 81.4% to 87.6%." in text
 
 
 def test_update_readme_replaces_only_the_marked_sections(tmp_path: Path) -> None:

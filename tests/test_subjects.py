@@ -153,6 +153,9 @@ def test_eval_subjects_end_to_end(named_photos: Path, tmp_path: Path, tiny_check
                        "concept_named_share": concept_named / 3,
                        "degenerate": sum(r["degenerate"] for r in rows), "captions": 4}
     assert result["kind"] == "subjects" and result["no_synset"] == ["astronaut.jpg"]
+    share = result["intervals"]["named_share"]  # over the 3 scored photos, not the one without a synset
+    assert share["photos"] == 3 and share["mean"] == pytest.approx(named / 3)
+    assert share["low"] <= share["mean"] <= share["high"]
     s = result["settings"]
     assert (s["decoder"], s["backend"], s["beam"], s["images"]) == (kind, "torch", 1, 4)
     assert result["command"].startswith(f"imgsum eval --model {tiny_checkpoints[kind]} --subjects {named_photos}")
@@ -162,6 +165,7 @@ def test_eval_subjects_end_to_end(named_photos: Path, tmp_path: Path, tiny_check
     html = (out / "report.html").read_text()
     assert html.count("data:image/jpeg;base64,") >= 4 and "Degenerate captions" in html
     assert "no synset in the name" in html and f"{named} ({100 * named / 3:.1f}%)" in html
+    assert f"bootstrap interval over the 3 photos (2000 resamples): named_share {share['low']:.3f} to" in html
 
 
 def test_eval_subjects_refuses_a_folder_without_synsets(tmp_path: Path, tiny_checkpoints, caplog) -> None:

@@ -66,8 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _summary(result: dict, files: dict[str, Path]) -> dict:
-    """What ``imgsum eval`` prints: the metrics, the degenerate captions, agreement (coco-caption only), the files."""
-    summary: dict = {"metrics": result["metrics"]}
+    """What ``imgsum eval`` prints: the metrics, their bootstrap intervals, the degenerate captions, agreement
+    (coco-caption only), the files."""
+    summary: dict = {"metrics": result["metrics"], "intervals": result["intervals"]}
     if "human_agreement" in result:
         summary["degenerate_captions"] = result["stats"]["degenerate"]
         summary["human_agreement"] = {k: result["human_agreement"][k] for k in ("human", "model", "references",

@@ -21,6 +21,7 @@ from ..files import write_text_atomic
 from ..text import tokenize
 from . import DEFAULT_DATA
 from .machine import machine_info, utc_now
+from .bootstrap import interval
 from .metrics import SPICE_NOTE, CaptionScorer, tokenize_captions
 from .subjects import is_degenerate
 
@@ -230,6 +231,7 @@ def evaluate(settings: EvalSettings) -> dict:
             "tokenizer": "ptb" if settings.ptb else "imgsum", "meteor": settings.meteor,
         },
         "metrics": scores,
+        "intervals": {"CIDEr": interval([per_image[n]["CIDEr"] for n in hyps])},
         "spice": SPICE_NOTE,
         "human_agreement": agreement,
         "stats": caption_stats(hyps, scored_refs, train_captions, len(captioner.info.vocab)),

@@ -58,6 +58,18 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
 
 
+def _interval_note(result: dict) -> str:
+    """The bootstrap intervals of ``result`` (:mod:`.bootstrap`), as a note; empty for results without them."""
+    intervals = result.get("intervals", {})
+    parts = [f"{html.escape(name)} {i['low']:.3f} to {i['high']:.3f}" for name, i in intervals.items()]
+    if not parts:
+        return ""
+    first = next(iter(intervals.values()))
+    return (f'<p class="note">{100 * first["level"]:.0f}% bootstrap interval over the {first["photos"]} photos '
+            f'({first["samples"]} resamples): {"; ".join(parts)}. Another sample of photos like these could score '
+            "anywhere in it.</p>")
+
+
 def _metrics_table(result: dict) -> str:
     metrics = result["metrics"]
     names = [m for m in ALL_METRICS if m in metrics]
@@ -72,7 +84,7 @@ def _metrics_table(result: dict) -> str:
         "<tr><td>" + html.escape(label) + "</td>" + "".join(f"<td>{_fmt(r.get(m, ''))}</td>" for m in names)
         + "<td>n/a</td></tr>" for label, r in rows
     )
-    note = f'<p class="note">SPICE: {html.escape(result.get("spice", ""))}</p>'
+    note = _interval_note(result) + f'<p class="note">SPICE: {html.escape(result.get("spice", ""))}</p>'
     if "skipped" in agreement:
         note += f'<p class="note">Human agreement not measured: {html.escape(agreement["skipped"])}</p>'
     return f'<table class="m"><tr><th></th>{head}</tr>{body}</table>{note}'
@@ -184,6 +196,7 @@ def render_subjects_report(result: dict, sample: int = 12, extremes: int = 10) -
         f"<th>no synset in the name</th><th>degenerate</th><th>captions</th></tr><tr><td>{m['named']} ({share})</td>"
         f"<td>{ceiling}</td><td>{m['scored']}</td><td>{m['no_synset']}</td><td>{m['degenerate']}</td>"
         f"<td>{m['captions']}</td></tr></table>",
+        _interval_note(result),
         f"<p class='note'>{html.escape(result.get('rule', ''))}</p>",
         _degenerate(result["stats"]),
         f"<h2>A random sample of {min(sample, len(rows))} photos (seed 0)</h2>",

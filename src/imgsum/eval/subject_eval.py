@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..images import find_images
+from .bootstrap import interval
 from .evaluate import (EVAL_FORMAT, EvalSettings, caption_files, caption_row, degenerate_stats, load_captioner,
                        model_settings)
 from .machine import machine_info, utc_now
@@ -66,6 +67,12 @@ def subject_metrics(rows: list[dict], no_synset: int) -> dict:
             "no_synset": no_synset, "degenerate": degenerate, "captions": len(rows)}
 
 
+def _intervals(rows: list[dict]) -> dict:
+    """The named share's bootstrap interval over the scored photos (:mod:`.bootstrap`); none without one."""
+    scored = [float(r["named"]) for r in rows if r["named"] is not None]
+    return {"named_share": interval(scored)} if scored else {}
+
+
 def evaluate_subjects(settings: EvalSettings) -> dict:
     """Captions the photos of ``settings.subjects`` and scores them by the subject rule; one JSON-ready dict
     (``rows``: one per captioned photo, with ``named`` True, False or None for a name without a synset)."""
@@ -98,6 +105,7 @@ def evaluate_subjects(settings: EvalSettings) -> dict:
         "settings": {**model_settings(settings, captioner, options), "subjects": str(folder),
                      "image_dir": str(folder), "images": len(made)},
         "metrics": metrics,
+        "intervals": _intervals(rows),
         "rule": RULE_NOTE,
         "no_synset": [n for n in unnamed if n in made][:UNNAMED_EXAMPLES],
         "stats": degenerate_stats({n: r.caption for n, r in made.items()}),
