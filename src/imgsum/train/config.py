@@ -47,6 +47,9 @@ class TrainConfig:
     # Weight of the cross-entropy of the batch's own captions (and of text-only captions, with a text corpus)
     # added to the self-critical loss: keeps the captions from collapsing to a few generic ones (0: none).
     scst_xe: float = 0.0
+    # The concept boost of decoding (imgsum.decoding.ConceptGuide) in the policy self-critical training samples
+    # from and improves, so that it learns the sentences it will say with the boost (0: the model's own policy).
+    scst_boost: float = 0.0
     beam: int = 3
     mention: float = 0.0  # the model's decoding defaults (imgsum.decoding.DecodingOptions), chosen on dev sets
     concept_boost: float = 0.0

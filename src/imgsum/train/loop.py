@@ -369,13 +369,16 @@ class Trainer:
         (:meth:`Objective.cross_entropy`'s arguments), ``scst_xe`` times their cross-entropy joins the loss.
         Sampling and the loss both run without dropout: the policy as it will caption."""
         self.model.eval()
+        boost = self.cfg.scst_boost
         tokens, advantage, reward = sample_and_score(self.model, grid, pooled, concepts, images, self.cfg.scst_samples,
-                                                     self.cfg.max_words + 1, self.vocab, self.table.pairs(), self.cider)
+                                                     self.cfg.max_words + 1, self.vocab, self.table.pairs(), self.cider,
+                                                     boost)
         if xe is None:
-            loss, count = self.objective("scst", grid, pooled, concepts, tokens, advantage)
+            loss, count = self.objective("scst", grid, pooled, concepts, tokens, advantage, boost)
             total = global_mean(loss, count, self.world)
         else:
-            loss, count, xe_loss, xe_count = self.objective("scst+xe", (grid, pooled, concepts, tokens, advantage), xe)
+            loss, count, xe_loss, xe_count = self.objective("scst+xe", (grid, pooled, concepts, tokens, advantage,
+                                                                        boost), xe)
             total = global_mean(loss, count, self.world) + self.cfg.scst_xe * global_mean(xe_loss, xe_count, self.world)
         self._update(total)
         self.model.train()

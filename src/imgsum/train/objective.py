@@ -13,6 +13,7 @@ from torch import nn
 
 from ..models.decoders import Decoder
 from .examples import TextBatch, targets
+from .scst import concept_bias
 
 MASKED = -1e3  # logits below this are an empty slot's (the pointer masks them at -1e4)
 
@@ -80,13 +81,17 @@ class Objective(nn.Module):
         eps = self.label_smoothing
         return (((1 - eps) * nll + eps * smooth) * mask).sum(), mask.sum()
 
-    def self_critical(self, grid, pooled, concepts, tokens, advantage) -> tuple[torch.Tensor, torch.Tensor]:
+    def self_critical(self, grid, pooled, concepts, tokens, advantage, boost: float = 0.0
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """The policy-gradient loss of sampled captions ``tokens`` (images * n, max_len; image i's are rows
-        i*n...) with their ``advantage`` (images * n,): (loss sum, tokens)."""
+        i*n...) with their ``advantage`` (images * n,): (loss sum, tokens). With ``boost``, of the policy they were
+        sampled from: the model's logits plus the concept boost (:func:`~imgsum.train.scst.concept_bias`)."""
         n = len(tokens) // len(grid)
         inputs = torch.where(tokens == self.eos_id, torch.zeros_like(tokens), tokens)[:, :-1]
         index = torch.arange(len(grid), device=grid.device).repeat_interleave(n)
         logits = self.decoder(grid, pooled, inputs, index, concepts)  # (images * n, max_len, vocab)
+        if boost:
+            logits = logits + concept_bias(concepts[1][index], logits.shape[-1], boost)[:, None]
         logp = logits.log_softmax(-1).gather(2, tokens[..., None])[..., 0]
         mask = (tokens != 0).float()
         return -(advantage[:, None] * logp * mask).sum(), mask.sum()
