@@ -14,23 +14,24 @@ same scale. Both runs must have scored the split with the same tokenizer (PTB or
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from imgsum.eval.bootstrap import LEVEL, SAMPLES, interval, paired
+from imgsum.eval.evaluate import read_outputs
 
 
 def read_run(folder: Path) -> tuple[str, dict[str, float], str]:
     """A run's per-photo figure by image, the figure's name, and the tokenizer ("subjects" for those runs)."""
-    if not (folder / "metrics.json").is_file() or not (folder / "captions.jsonl").is_file():
-        raise SystemExit(f"{folder}: not an imgsum eval --out folder (no metrics.json and captions.jsonl)")
-    metrics = json.loads((folder / "metrics.json").read_text())
-    rows = [json.loads(line) for line in (folder / "captions.jsonl").read_text().splitlines() if line.strip()]
-    if metrics.get("kind") == "subjects":
+    try:
+        result = read_outputs(folder)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from err
+    rows = result["rows"]
+    if result.get("kind") == "subjects":
         return "named", {r["image"]: float(r["named"]) for r in rows if r.get("named") is not None}, "subjects"
     if not rows or "CIDEr" not in rows[0]:
         raise SystemExit(f"{folder}/captions.jsonl has no per-photo CIDEr: run it again with this imgsum eval")
-    return "CIDEr", {r["image"]: float(r["CIDEr"]) for r in rows}, metrics["settings"]["tokenizer"]
+    return "CIDEr", {r["image"]: float(r["CIDEr"]) for r in rows}, result["settings"]["tokenizer"]
 
 
 def compare(folders: list[Path], samples: int = SAMPLES, seed: int = 0) -> str:
@@ -44,11 +45,11 @@ def compare(folders: list[Path], samples: int = SAMPLES, seed: int = 0) -> str:
     pct = f"{100 * LEVEL:.0f}%"
     lines = [f"| run | photos | {name} | {pct} interval | gain on the first | {pct} interval of the gain "
              "| resamples in which it scores more |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for folder, (_, values, _) in zip(folders, runs):
+    for i, (folder, (_, values, _)) in enumerate(zip(folders, runs)):
         alone = interval(list(values.values()), samples=samples, seed=seed)
         cells = [f"`{folder}`", str(alone["photos"]), f"{alone['mean']:.3f}",
                  f"{alone['low']:.3f} to {alone['high']:.3f}"]
-        if values is base:
+        if i == 0:
             cells += ["(baseline)", "", ""]
         else:
             common = sorted(set(base) & set(values))

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from imgsum.eval.evaluate import read_outputs
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from smollm2 import Llama, load_smollm2  # noqa: E402  (the one loader and forward pass)
 
@@ -32,9 +34,7 @@ log = logging.getLogger("lm_fluency")
 
 def read_captions(folder: Path) -> dict[str, str]:
     """image -> caption, from an ``imgsum eval`` output folder."""
-    with open(folder / "captions.jsonl", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return {r["image"]: r["caption"] for r in rows}
+    return {r["image"]: r["caption"] for r in read_outputs(folder)["rows"]}
 
 
 @torch.no_grad()

@@ -15,7 +15,8 @@ from conftest import DATA, ROOT, needs_data
 from imgsum.cli import main
 from imgsum.eval import metrics
 from imgsum.eval.agreement import agreement_sets, human_agreement
-from imgsum.eval.evaluate import EvalSettings, caption_stats, command_line, default_out, model_label
+from imgsum.eval.evaluate import (EvalSettings, caption_stats, command_line, default_out, model_label,
+                                  read_outputs)
 from imgsum.eval.metrics import CaptionScorer, score_captions, tokenize_captions
 from imgsum.eval.report import pick_rows
 from imgsum.eval.subjects import is_degenerate
@@ -202,6 +203,9 @@ def test_eval_cli_end_to_end_without_java(tmp_path: Path, tiny_checkpoints, kind
     rows = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all({"image", "caption", "concepts", "degenerate", "references", "CIDEr"} <= set(r)
                                   for r in rows)
+    assert read_outputs(out) == {**result, "rows": rows}  # what write_outputs wrote, read back
+    with pytest.raises(FileNotFoundError, match="not an imgsum eval --out folder"):
+        read_outputs(tmp_path)
     degenerate = sum(is_degenerate(r["caption"]) for r in rows)
     assert [r["degenerate"] for r in rows] == [is_degenerate(r["caption"]) for r in rows]
     assert result["stats"]["degenerate"] == degenerate

@@ -20,8 +20,8 @@ from ..decoding import DecodingOptions
 from ..files import write_text_atomic
 from ..text import tokenize
 from . import DEFAULT_DATA
-from .machine import machine_info, utc_now
 from .bootstrap import interval
+from .machine import machine_info, utc_now
 from .metrics import SPICE_NOTE, CaptionScorer, tokenize_captions
 from .subjects import is_degenerate
 
@@ -283,3 +283,16 @@ def write_outputs(result: dict, out: Path, report: bool = True, sample: int = 12
 
         write_report(result, files["report"], sample=sample, extremes=extremes)
     return files
+
+
+def read_outputs(out: Path) -> dict:
+    """What :func:`write_outputs` wrote into ``out``: ``metrics.json`` with its ``rows`` read back from
+    ``captions.jsonl``. FileNotFoundError when ``out`` is not such a folder."""
+    files = [out / "metrics.json", out / "captions.jsonl"]
+    missing = [p.name for p in files if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{out}: not an imgsum eval --out folder (no {' and no '.join(missing)})")
+    result = json.loads(files[0].read_text(encoding="utf-8"))
+    with open(files[1], encoding="utf-8") as f:
+        result["rows"] = [json.loads(line) for line in f if line.strip()]
+    return result
