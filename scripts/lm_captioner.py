@@ -337,7 +337,7 @@ def caption(args: argparse.Namespace) -> None:
     from imgsum.concepts import Concept
     from imgsum.eval.evaluate import caption_row, caption_stats
     from imgsum.eval.metrics import score_captions
-    from imgsum.eval.subject_eval import subject_metrics
+    from imgsum.eval.subject_eval import subject_metrics, subject_row
     from imgsum.eval.subjects import SubjectRule
 
     state = torch.load(Path(args.run) / "last.pt", weights_only=False)
@@ -349,7 +349,7 @@ def caption(args: argparse.Namespace) -> None:
     mapper.load_state_dict(state["mapper"])
     mapper.eval()
     photos, refs, train_captions = photos_and_refs(args)
-    rows, unreadable, started = [], {}, time.perf_counter()
+    results, unreadable, started = [], {}, time.perf_counter()
     for lo in tqdm(range(0, len(photos), args.batch), desc="captioning", unit="batch"):
         chunk, pixels = [], []
         for path in photos[lo: lo + args.batch]:  # an unreadable photo is reported, the others captioned
@@ -367,19 +367,17 @@ def caption(args: argparse.Namespace) -> None:
                       prompter.end, s.max_caption_tokens)
         for path, ids, (words, p) in zip(chunk, said, concepts):
             text = tok.decode(ids).strip().rstrip(".").strip()
-            rows.append(caption_row(path.name, CaptionResult(path.name, text, concepts=[
-                Concept(w, q) for w, q in zip(words, p)])))
+            results.append(CaptionResult(path.name, text, concepts=[Concept(w, q) for w, q in zip(words, p)]))
     seconds = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    hyps = {r["image"]: r["caption"] for r in rows}
+    hyps = {r.image: r.caption for r in results}
     if refs is None:  # scored as imgsum eval --subjects scores
         rule = SubjectRule(table)
-        for r in rows:
-            r["named"] = rule.names(r["caption"], r["image"])
-            r["concept_named"] = rule.names(r["concepts"][0]["word"], r["image"]) if r["concepts"] else None
+        rows = [subject_row(r.image, r, rule) for r in results]
         metrics = subject_metrics(rows, sum(r["named"] is None for r in rows))
     else:
+        rows = [caption_row(r.image, r) for r in results]
         metrics = {"metrics": score_captions(refs, hyps),
                    **{k: v for k, v in caption_stats(hyps, refs, train_captions).items() if k != "length"}}
     metrics["settings"], metrics["step"], metrics["unreadable"] = asdict(s), state["step"], unreadable

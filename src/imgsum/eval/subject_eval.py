@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..images import find_images
 from .bootstrap import interval
@@ -21,6 +22,9 @@ from .evaluate import (EVAL_FORMAT, EvalSettings, caption_files, caption_row, de
                        model_settings)
 from .machine import machine_info, utc_now
 from .subjects import SubjectRule
+
+if TYPE_CHECKING:
+    from ..api import CaptionResult
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,14 @@ def subject_metrics(rows: list[dict], no_synset: int) -> dict:
             "no_synset": no_synset, "degenerate": degenerate, "captions": len(rows)}
 
 
+def subject_row(name: str, result: CaptionResult, rule: SubjectRule) -> dict:
+    """A photo's row of captions.jsonl (:func:`~.evaluate.caption_row`) with its synset, whether its caption names
+    the subject (``named``), and whether its most probable concept alone does (``concept_named``); None for a name
+    without a synset."""
+    return {**caption_row(name, result), "synset": rule.synset(name), "named": rule.names(result.caption, name),
+            "concept_named": rule.names(result.concepts[0].word, name) if result.concepts else None}
+
+
 def _intervals(rows: list[dict]) -> dict:
     """The named share's bootstrap interval over the scored photos (:mod:`.bootstrap`); none without one."""
     scored = [float(r["named"]) for r in rows if r["named"] is not None]
@@ -91,9 +103,7 @@ def evaluate_subjects(settings: EvalSettings) -> dict:
     made = {n: r for n, r in zip(names, results) if r.ok}
     if not made:
         raise ValueError(f"none of the {len(photos)} photos could be read")
-    rows = [{**caption_row(n, r), "synset": rule.synset(n), "named": rule.names(r.caption, n),
-             "concept_named": rule.names(r.concepts[0].word, n) if r.concepts else None}
-            for n, r in made.items()]
+    rows = [subject_row(n, r, rule) for n, r in made.items()]
     metrics = subject_metrics(rows, sum(n in made for n in unnamed))
     logger.info("%d of %d scored captions name their subject; %d degenerate", metrics["named"], metrics["scored"],
                 metrics["degenerate"])

@@ -34,9 +34,10 @@ def sample(model: Decoder, grid, pooled, n: int, max_len: int, vocab: Vocabulary
     out = torch.zeros(rows, max_len, dtype=torch.long, device=grid.device)
     alive = torch.ones(rows, dtype=torch.bool, device=grid.device)
     banned = list(vocab.never_emitted)
-    bias = concept_bias(concept_p.repeat_interleave(n, 0), logits.shape[-1], boost) if boost else 0.0
+    bias = concept_bias(concept_p.repeat_interleave(n, 0), logits.shape[-1], boost) if boost else None
     for t in range(max_len):
-        logits = logits + bias
+        if bias is not None:
+            logits = logits + bias
         logits[:, banned] = float("-inf")
         tokens = torch.multinomial(logits.float().softmax(-1), 1)[:, 0]
         out[:, t] = torch.where(alive, tokens, torch.zeros_like(tokens))
