@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
 
 from imgsum.checkpoint import load_checkpoint  # noqa: E402
 from imgsum.cli import main  # noqa: E402
 from imgsum.models.captioner import CaptionModel  # noqa: E402
+from imgsum.text import Vocabulary  # noqa: E402
 from imgsum.train.config import TrainConfig  # noqa: E402
+from imgsum.train.examples import mirror_words  # noqa: E402
 from imgsum.train.objective import Objective  # noqa: E402
 
 from conftest import TINY_TRAINING as TINY  # noqa: E402
@@ -159,6 +164,31 @@ def test_features_are_cached_and_reused(tmp_path):
     stamp = (cache / "grid.npy").stat().st_mtime_ns
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     assert (cache / "grid.npy").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_mirrored_photos_are_cached_once_and_change_the_training(tmp_path):
+    data = Path(shutil.copytree(CAPTIONS.parent, tmp_path / "data"))
+    for i, image in enumerate(sorted((data / "images").iterdir())):  # the fixture's solid colours mirror to themselves
+        ramp = np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None] * np.ones((32, 1, 3), np.uint8)
+        Image.fromarray(np.roll(ramp, 7 * i, axis=2)).save(image, format="JPEG")
+    args = ["train", str(data / CAPTIONS.name), "--epochs", "1", "--cache-dir", str(tmp_path / "cache"), *TINY]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--out", str(tmp_path / "mirror"), "--mirror", "0.5"]) == 0
+    plain, mirror = sorted((tmp_path / "cache").iterdir(), key=lambda p: "mirror" in p.name)
+    assert "mirror" in mirror.name and json.loads((mirror / "meta.json").read_text())["done"] == 5
+    a, b = np.load(plain / "grid.npy"), np.load(mirror / "grid.npy")
+    assert a.shape == b.shape and not np.array_equal(a, b)  # the encoder's features of the mirrored photos
+    weights = [torch.load(tmp_path / run / "last.pt", weights_only=True)["model"] for run in ("plain", "mirror")]
+    assert any(not torch.equal(w, weights[1][n]) for n, w in weights[0].items())
+    assert json.loads((tmp_path / "mirror" / "config.json").read_text())["mirror"] == 0.5
+
+
+def test_mirrored_photos_captions_say_left_for_right():
+    vocab = Vocabulary(["a", "dog", "left", "right", "turns"])
+    tokens = torch.tensor([vocab.encode("a dog turns left")[1:-1], vocab.encode("a dog turns right")[1:-1]])
+    swapped = mirror_words(tokens, torch.tensor([True, False]), vocab)
+    assert [vocab.decode(t.tolist()) for t in swapped] == ["a dog turns right", "a dog turns right"]
 
 
 @pytest.mark.slow

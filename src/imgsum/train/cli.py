@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  "val_images", "seed", "threads", "text_batch", "extra_text_repeats", "scst_epochs", "scst_samples", "scst_images"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("lr", "weight_decay", "clip", "label_smoothing", "scst_lr", "scst_xe", "scst_boost", "text_with_image",
-                 "own_concepts", "mention", "concept_boost"):
+                 "own_concepts", "mirror", "mention", "concept_boost"):
         p.add_argument("--" + name.replace("_", "-"), type=float)
     p.add_argument("--concepts-once", action="store_true", default=None,
                    help="the model's decoding default: say a visual concept's words once at most")

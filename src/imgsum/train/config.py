@@ -39,6 +39,9 @@ class TrainConfig:
     # Share of the image captions also given, a second time, the concepts their own words name (noisy, like text-only
     # ones) instead of the classifier's, with their image in view: a concept in a slot is what the caption says (0: none).
     own_concepts: float = 0.0
+    # Share of the training images read mirrored (left and right swapped in their captions) in the cross-entropy
+    # epochs: the mirrored photos' features are extracted once and cached beside the plain ones (0: never).
+    mirror: float = 0.0
     init: str | None = None  # start from this checkpoint's decoder and vocabulary (fine-tuning) instead of from scratch
     scst_epochs: int = 0  # self-critical epochs (CIDEr-D reward) after the cross-entropy ones
     scst_lr: float = 2e-5

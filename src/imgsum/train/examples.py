@@ -64,6 +64,16 @@ def targets(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
     return padded.scatter(1, lengths[:, None], eos_id)
 
 
+def mirror_words(tokens: torch.Tensor, flip: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
+    """``tokens`` (captions, words) with left and right swapped in the captions ``flip`` marks: those of
+    mirrored photos."""
+    swap = torch.arange(len(vocab))
+    left, right = vocab.stoi.get("left"), vocab.stoi.get("right")
+    if left is not None and right is not None:
+        swap[left], swap[right] = right, left
+    return torch.where(flip[:, None], swap[tokens], tokens)
+
+
 @dataclass
 class TextBatch:
     """Captions given the concepts their own words name (noisy): text-only ones (``image`` -1), and image captions

@@ -51,13 +51,15 @@ def extract_features(
     batch_size: int = 32,
     workers: int = 2,
     device: torch.device | str = "cpu",
+    mirror: bool = False,
 ) -> FeatureCache:
-    """Encodes every image once, on ``device``; resumes an interrupted extraction where it stopped.
+    """Encodes every image once (``mirror``: mirrored left to right), on ``device``; resumes an interrupted
+    extraction where it stopped.
 
     Unreadable images get zero features and are logged; they are listed in ``bad.json``.
     """
     paths = sorted(paths, key=lambda p: p.name)
-    folder = (cache_dir or default_cache_dir()) / cache_key(encoder.name, paths)
+    folder = (cache_dir or default_cache_dir()) / cache_key(encoder.name + ("-mirror" if mirror else ""), paths)
     folder.mkdir(parents=True, exist_ok=True)
     names = [p.name for p in paths]
     meta_path, grid_path = folder / "meta.json", folder / "grid.npy"
@@ -73,7 +75,7 @@ def extract_features(
     done = int(meta["done"])
     if done < len(paths):
         grid = np.load(grid_path, mmap_mode="r+")
-        _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path, device)
+        _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path, device, mirror)
     logger.info("features: %d images in %s (%d unreadable)", len(paths), folder, len(meta["bad"]))
     return FeatureCache(folder, names, np.load(grid_path, mmap_mode="r"))
 
@@ -85,10 +87,11 @@ def _load(path: Path, size: int):
         return err
 
 
-def _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path: Path, device: torch.device) -> None:
+def _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path: Path, device: torch.device,
+                 mirror: bool) -> None:
     size = encoder.preprocess.size
     start = int(meta["done"])
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(paths), initial=start, desc="features", unit="img") as bar:
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(paths), initial=start, desc="mirrored features" if mirror else "features", unit="img") as bar:
         for lo in range(start, len(paths), batch_size):
             batch_paths = paths[lo : lo + batch_size]
             images = list(pool.map(lambda p: _load(p, size), batch_paths))
@@ -99,6 +102,8 @@ def _encode_into(encoder, paths, grid, meta, batch_size, workers, meta_path: Pat
             out = np.zeros((len(images),) + grid.shape[1:], dtype=np.float16)
             if good:
                 x = torch.from_numpy(encoder.preprocess([images[i] for i in good])).to(device)
+                if mirror:
+                    x = x.flip(-1)
                 with torch.inference_mode():
                     out[good] = encoder(x)[0].cpu().numpy().astype(np.float16)
             grid[lo : lo + len(images)] = out

@@ -36,7 +36,7 @@ from ..models.encoders import create_encoder
 from ..text import Vocabulary, tokenize
 from .config import TrainConfig
 from .distributed import World, global_mean, rank_share
-from .examples import Split, TextBatch, TextExamples, build_split, targets
+from .examples import Split, TextBatch, TextExamples, build_split, mirror_words, targets
 from .features import FeatureCache, extract_features
 from .objective import Objective
 from .reward import CiderD
@@ -100,6 +100,8 @@ class Trainer:
         if self.world.local_rank != 0:  # one process a machine extracts; the others then read its cache
             self.world.barrier()
         self.cache: FeatureCache = extract_features(encoder, paths, cache_dir, device=self.device)
+        self.mirror_cache: FeatureCache | None = (extract_features(encoder, paths, cache_dir, device=self.device,
+                                                                   mirror=True) if cfg.mirror > 0 else None)
         if self.world.local_rank == 0:
             self.world.barrier()
         self.data_info = {"data": str(cfg.data), "format": cfg.format, "skipped": data.skipped,
@@ -139,13 +141,26 @@ class Trainer:
         logger.info("starting from %s (%s, %d words)", cfg.init, info.decoder.kind, len(info.vocab))
         return state, info
 
-    def features(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Grid (images, regions, C) and pooled (images, C) features of feature-cache ``rows``."""
-        order = np.argsort(rows)  # memory-map reads in file order
+    def features(self, rows: np.ndarray, mirrored: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grid (images, regions, C) and pooled (images, C) features of feature-cache ``rows``; those
+        ``mirrored`` marks come from the mirrored photos' cache."""
         grid = np.empty((len(rows),) + self.cache.grid.shape[1:], dtype=np.float32)
-        grid[order] = self.cache.grid[rows[order]]
+        flip = np.zeros(len(rows), dtype=bool) if mirrored is None else mirrored
+        for cache, which in ((self.cache, ~flip), (self.mirror_cache, flip)):
+            if which.any():
+                at = np.flatnonzero(which)
+                order = np.argsort(rows[at])  # memory-map reads in file order
+                grid[at[order]] = cache.grid[rows[at[order]]]
         g = torch.from_numpy(grid).to(self.device)  # (images, regions, C)
         return g, g.mean(1)
+
+    def mirrored(self, batch: int) -> np.ndarray | None:
+        """Which images of cross-entropy batch ``batch`` are read mirrored: drawn from the seed, the epoch and the
+        batch, so the same on every rank and after resuming (None: mirroring is off)."""
+        if self.mirror_cache is None:
+            return None
+        rng = np.random.default_rng((self.cfg.seed, self.state["epoch"], batch))
+        return rng.random(self.batch) < self.cfg.mirror
 
     # ---- model ------------------------------------------------------------------------------
     def build(self) -> None:
@@ -293,22 +308,29 @@ class Trainer:
         loss_avg = acc_avg = None
         start, captions = time.time(), 0
         for b in range(st["step_in_epoch"], steps):
-            images = rank_share(order[b * self.batch : (b + 1) * self.batch], world)
+            batch = order[b * self.batch : (b + 1) * self.batch]
+            images = rank_share(batch, world)
             rows = torch.tensor([r for i in images for r in by_image[i]])
             local = torch.tensor([j for j, i in enumerate(images) for _ in by_image[i]], device=self.device)
-            grid, pooled = self.features(self.train.rows[images])
+            mirrored = None if scst else self.mirrored(b)
+            if mirrored is not None:
+                mirrored = rank_share(mirrored[: len(batch)], world)
+            grid, pooled = self.features(self.train.rows[images], mirrored)
             concepts = tuple(x.to(self.device) for x in self.train.concepts(images))
+            tokens, tgt = self.train.tokens[rows], targets_all[rows]
+            if mirrored is not None:
+                flip = torch.from_numpy(mirrored)[local.cpu()]
+                tokens, tgt = mirror_words(tokens, flip, self.vocab), mirror_words(tgt, flip, self.vocab)
             xe = None
             if not scst or cfg.scst_xe:
                 text = self.text_batch(st["global_step"], rows, local)
-                xe = (grid, pooled, concepts, self.train.tokens[rows].to(self.device),
-                      targets_all[rows].to(self.device), local, text)
+                xe = (grid, pooled, concepts, tokens.to(self.device), tgt.to(self.device), local, text)
             if scst:
                 loss, acc = self.scst_step(grid, pooled, concepts, [self.train.images[i] for i in images], xe)
                 captions += len(images) * cfg.scst_samples
             else:
-                loss, acc = self.train_step(grid, pooled, concepts, self.train.tokens[rows].to(self.device),
-                                            targets_all[rows].to(self.device), local, text)
+                loss, acc = self.train_step(grid, pooled, concepts, tokens.to(self.device), tgt.to(self.device),
+                                            local, text)
                 captions += len(rows) + (len(text.tokens) if text else 0)
             loss_avg = loss if loss_avg is None else 0.98 * loss_avg + 0.02 * loss
             acc_avg = acc if acc_avg is None else 0.98 * acc_avg + 0.02 * acc
