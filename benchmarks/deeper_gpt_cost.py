@@ -17,16 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from data_paths import FLICKR8K_CAPTIONS
-from harness import imgsum_command, rate, timed
+from harness import rate, timed
 from imgsum.api import Captioner
 from imgsum.checkpoint import load_checkpoint, save_checkpoint
+from imgsum.ensemble import make_ensemble, read_ensemble
 from imgsum.eval.machine import machine_info, machine_line, utc_now
+from imgsum.export import export_checkpoint
 from imgsum.pretrained import shipped_path
 from run_all import test_images
 
@@ -51,18 +52,13 @@ def deeper_gpt(layers: int, out: Path) -> Path:
 
 
 def ensemble_of(layers: int, out: Path) -> Path:
-    """An ensemble manifest like the shipped default's, its ``gpt`` member ``layers`` deep."""
+    """An ensemble manifest like the shipped default's (its other members, weights and decoding), its ``gpt``
+    member ``layers`` deep."""
     name = f"gpt{layers}"
-    imgsum = imgsum_command()
-    subprocess.run([*imgsum, "export", str(deeper_gpt(layers, out)), "--out", str(out), "--name", name],
-                   check=True, capture_output=True)
-    shipped = json.loads(shipped_path("ensemble").read_text())
-    settings = [f"--{k.replace('_', '-')}={str(v).lower() if isinstance(v, bool) else v}"
-                for k, v in shipped["decoding"].items()]
-    weights = [str(w) for w in shipped["weights"]]
-    subprocess.run([*imgsum, "ensemble", str(out / f"{name}.json"), "lstm", "--weights", *weights, "--out", str(out),
-                    "--name", f"ensemble-{name}", *settings], check=True, capture_output=True)
-    return out / f"ensemble-{name}.json"
+    export_checkpoint(deeper_gpt(layers, out), out, name=name)
+    shipped = read_ensemble(shipped_path("ensemble"))
+    members = [out / f"{name}.json", *shipped.member_paths("onnx")[1:]]
+    return make_ensemble(members, shipped.weights, out, f"ensemble-{name}", shipped.decoding.to_dict()).manifest
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -154,13 +154,13 @@ class Trainer:
         g = torch.from_numpy(grid).to(self.device)  # (images, regions, C)
         return g, g.mean(1)
 
-    def mirrored(self, batch: int) -> np.ndarray | None:
-        """Which images of cross-entropy batch ``batch`` are read mirrored: drawn from the seed, the epoch and the
-        batch, so the same on every rank and after resuming (None: mirroring is off)."""
+    def mirrored(self, batch: int, size: int) -> np.ndarray | None:
+        """Which of the ``size`` images of cross-entropy batch ``batch`` are read mirrored: drawn from the seed, the
+        epoch and the batch, so the same on every rank and after resuming (None: mirroring is off)."""
         if self.mirror_cache is None:
             return None
         rng = np.random.default_rng((self.cfg.seed, self.state["epoch"], batch))
-        return rng.random(self.batch) < self.cfg.mirror
+        return rng.random(size) < self.cfg.mirror
 
     # ---- model ------------------------------------------------------------------------------
     def build(self) -> None:
@@ -312,9 +312,9 @@ class Trainer:
             images = rank_share(batch, world)
             rows = torch.tensor([r for i in images for r in by_image[i]])
             local = torch.tensor([j for j, i in enumerate(images) for _ in by_image[i]], device=self.device)
-            mirrored = None if scst else self.mirrored(b)
+            mirrored = None if scst else self.mirrored(b, len(batch))
             if mirrored is not None:
-                mirrored = rank_share(mirrored[: len(batch)], world)
+                mirrored = rank_share(mirrored, world)
             grid, pooled = self.features(self.train.rows[images], mirrored)
             concepts = tuple(x.to(self.device) for x in self.train.concepts(images))
             tokens, tgt = self.train.tokens[rows], targets_all[rows]
