@@ -102,6 +102,24 @@ def test_onnx_logits_equal_torch_step_by_step(kind, bundles, tiny_checkpoints):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_memory_layers_export_and_match_torch(kind, photos, tmp_path):
+    from conftest import make_checkpoint
+
+    checkpoint = make_checkpoint(tmp_path / f"memory-{kind}.safetensors", kind, memory_layers=2)
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "onnx")]) == 0
+    bundle = tmp_path / "onnx" / f"memory-{kind}.json"
+    on_torch, on_onnx = CaptionModel.from_checkpoint(checkpoint), OnnxCaptionModel.load(bundle)
+    grid, pooled = map(torch.from_numpy, on_torch.encode(np.random.default_rng(1).standard_normal(
+        (2 * on_torch.info.preprocess.views, 3, 224, 224)).astype(np.float32)))
+    logits, _ = on_onnx.stepper.start(grid.numpy(), pooled.numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, on_torch.decoder.start(grid, pooled)[0].numpy(), rtol=1e-5, atol=1e-5)
+    captions = [Captioner.load(m).caption_batch(photos, beam=3, batch_size=2)
+                for m in (checkpoint, bundle)]
+    assert [r.caption for r in captions[0]] == [r.caption for r in captions[1]]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_captions_equal_between_backends(kind, bundles, tiny_checkpoints, photos):
     on_onnx = Captioner.load(bundles[kind])
     on_torch = Captioner.load(tiny_checkpoints[kind])

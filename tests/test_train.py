@@ -49,6 +49,31 @@ def test_training_writes_a_complete_run_folder(tmp_path, decoder):
 
 
 @pytest.mark.slow
+def test_memory_layers_are_trained_with_text_only_captions_and_kept_in_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", str(CAPTIONS), "--decoder", "lstm", "--memory-layers", "1", "--text", str(TEXT),
+                 "--out", str(out), "--epochs", "1", "--cache-dir", str(tmp_path / "cache"), *TINY]) == 0
+    state, info = load_checkpoint(out / "best.safetensors")
+    assert (info.decoder.memory_layers, info.decoder.regions) == (1, 49)  # Lite0's 7 x 7 grid
+    assert state["concepts.encoder.position"].shape == (1, 49, 16)
+    assert any(k.startswith("concepts.encoder.layers.0.") for k in state)
+
+
+@pytest.mark.parametrize("kind", ["gpt", "lstm"])
+def test_memory_layers_give_the_regions_a_place(kind: str) -> None:
+    from conftest import tiny_decoder
+
+    grid = torch.randn(1, 49, 1280, generator=torch.Generator().manual_seed(0))
+    shuffled = grid[:, torch.randperm(49, generator=torch.Generator().manual_seed(1))]
+    for layers, moves in ((0, False), (1, True)):  # attention alone cannot tell the regions' order
+        decoder, _ = tiny_decoder(kind, memory_layers=layers)
+        decoder.eval()
+        with torch.no_grad():
+            logits = [decoder.start(g, g.mean(1))[0] for g in (grid, shuffled)]
+        assert not torch.allclose(*logits, atol=1e-5) if moves else torch.allclose(*logits, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_release_decoding_is_the_checkpoints_and_validation_keeps_its_own(tmp_path, caplog):
     config = tmp_path / "release.toml"
     config.write_text("concept_boost = 1.5\nrelease_decoding = { concept_boost = 4.0, length_penalty = 1.0, "

@@ -40,6 +40,8 @@ class DecoderConfig:
     nodes: int = 0  # WordNet nodes above the concept words (0 pads)
     depth: int = 0  # most ancestors of a concept word
     classes: int = 1000  # the encoder's classifier (ImageNet)
+    memory_layers: int = 0  # self-attention layers over the memory (regions and concept slots) before decoding
+    regions: int = 0  # grid regions, each given a learned position in the memory (with ``memory_layers``)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

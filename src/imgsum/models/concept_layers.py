@@ -6,7 +6,8 @@ The vocabulary's ids ``FIRST_SLOT .. FIRST_SLOT + 2 * slots`` are the slot token
 K's word and ``<cKs>`` its plural (:func:`imgsum.concepts.slot_tokens`). Their logits come from a
 pointer that compares the decoder state with each slot, so a word that no training caption contains
 (koala) can still be said when the classifier sees it; as an input, a slot token carries its concept's
-embedding, so the decoder knows what it said.
+embedding, so the decoder knows what it said. With ``memory_layers``, self-attention layers refine the memory
+(regions and slots) once an image before the decoder reads it (:class:`MemoryEncoder`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..concepts import FIRST_SLOT, ConceptTable
@@ -90,6 +92,7 @@ class ConceptMemory(nn.Module):
         super().__init__()
         self.head = ConceptHead(c)
         self.null = nn.Parameter(torch.zeros(1, 1, c.dim))
+        self.encoder = MemoryEncoder(c) if c.memory_layers else None
 
     def forward(self, grid_values: torch.Tensor, pooled: torch.Tensor, concepts=None, has_image=None) -> dict[str, torch.Tensor]:
         ids, p = self.head.select(pooled) if concepts is None else concepts
@@ -99,9 +102,63 @@ class ConceptMemory(nn.Module):
         empty = ids == 0
         hidden = torch.cat([torch.zeros_like(has_image)[:, None], ~has_image[:, None].expand(-1, grid_values.shape[1]),
                             empty], 1)  # (images, 1 + regions + slots), True where not to look
+        if self.encoder is not None:
+            grid_values = self.encoder.place(grid_values)
         memory = torch.cat([self.null.expand(grid_values.shape[0], -1, -1), grid_values, slots], 1)
+        if self.encoder is not None:
+            memory = self.encoder(memory, hidden)
         return {"memory": memory, "hidden": hidden, "slots": slots, "empty": empty, "concept_ids": ids,
                 "concept_p": p, "image": has_image[:, None].to(memory.dtype)}
+
+
+class MemoryEncoder(nn.Module):
+    """Pre-norm self-attention layers over an image's memory (null, grid regions, concept slots), run once an
+    image before decoding: each region learns its place in the grid and sees the others and the concepts, as the
+    encoder of a transformer captioner does. Heads of 64 channels."""
+
+    def __init__(self, c: DecoderConfig) -> None:
+        super().__init__()
+        if c.regions <= 0:
+            raise ValueError("memory_layers needs the grid's number of regions (DecoderConfig.regions)")
+        self.position = nn.Parameter(torch.randn(1, c.regions, c.dim) * 0.02)
+        self.layers = nn.ModuleList(MemoryLayer(c) for _ in range(c.memory_layers))
+        self.norm = nn.LayerNorm(c.dim)
+
+    def place(self, grid_values: torch.Tensor) -> torch.Tensor:
+        """Adds each region's position embedding to its values (images, regions, dim). Text-only training's
+        hidden placeholder grid has one region."""
+        if grid_values.shape[1] > self.position.shape[1]:
+            raise ValueError(f"the model was trained on grids of {self.position.shape[1]} regions, not "
+                             f"{grid_values.shape[1]}")
+        return grid_values + self.position[:, : grid_values.shape[1]]
+
+    def forward(self, memory: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """``memory`` (images, M, dim); ``hidden`` (images, M) True where no one may look."""
+        visible = (~hidden)[:, None, None, :]
+        for layer in self.layers:
+            memory = layer(memory, visible)
+        return self.norm(memory)
+
+
+class MemoryLayer(nn.Module):
+    """One pre-norm layer: self-attention (what ``visible`` (images, 1, 1, M) allows), then an MLP."""
+
+    def __init__(self, c: DecoderConfig) -> None:
+        super().__init__()
+        self.heads = max(1, c.dim // 64)
+        self.ln1, self.ln2 = nn.LayerNorm(c.dim), nn.LayerNorm(c.dim)
+        self.qkv = nn.Linear(c.dim, 3 * c.dim)
+        self.proj = nn.Linear(c.dim, c.dim)
+        self.mlp = nn.Sequential(nn.Linear(c.dim, c.mlp_ratio * c.dim), nn.GELU(), nn.Linear(c.mlp_ratio * c.dim, c.dim))
+        self.drop = nn.Dropout(c.dropout)
+        self.p = c.dropout
+
+    def forward(self, x: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        b, m, d = x.shape
+        q, k, v = (z.view(b, m, self.heads, d // self.heads).transpose(1, 2) for z in self.qkv(self.ln1(x)).chunk(3, -1))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=self.p if self.training else 0.0)
+        x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, m, d)))
+        return x + self.drop(self.mlp(self.ln2(x)))
 
 
 class Pointer(nn.Module):

@@ -10,7 +10,7 @@ from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-MODEL_OPTIONS = ("dim", "hidden", "attention_dim", "layers", "heads", "mlp_ratio", "dropout", "slots")
+MODEL_OPTIONS = ("dim", "hidden", "attention_dim", "layers", "heads", "mlp_ratio", "dropout", "slots", "memory_layers")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
