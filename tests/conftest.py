@@ -85,7 +85,7 @@ def tiny_decoder(kind: str = "gpt", seed: int = 0, memory_layers: int = 0):
 def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0, beam: int | None = None,
                     memory_layers: int = 0) -> Path:
     """A checkpoint of :func:`tiny_decoder`: real files, real loading, real concepts, meaningless captions;
-    ``beam``: its own beam, if not :func:`tiny_decoder`'s."""
+    ``beam``: its own beam, if not :func:`tiny_decoder`'s; ``memory_layers``: as :func:`tiny_decoder`'s."""
     from imgsum.checkpoint import save_checkpoint
 
     decoder, info = tiny_decoder(kind, seed, memory_layers)

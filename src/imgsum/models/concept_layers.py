@@ -155,7 +155,8 @@ class MemoryLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         b, m, d = x.shape
-        q, k, v = (z.view(b, m, self.heads, d // self.heads).transpose(1, 2) for z in self.qkv(self.ln1(x)).chunk(3, -1))
+        q, k, v = (z.view(b, m, self.heads, d // self.heads).transpose(1, 2)
+                   for z in self.qkv(self.ln1(x)).chunk(3, -1))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=self.p if self.training else 0.0)
         x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, m, d)))
         return x + self.drop(self.mlp(self.ln2(x)))

@@ -167,7 +167,8 @@ class Trainer:
         cfg = self.cfg
         dcfg = (self.init[1].decoder if self.init else
                 DecoderConfig(kind=cfg.decoder, vocab_size=len(self.vocab), feature_dim=self.cache.grid.shape[2],
-                              regions=self.cache.grid.shape[1], max_len=cfg.max_words + 2, **{**concept_sizes(self.table), **cfg.model}))
+                              regions=self.cache.grid.shape[1], max_len=cfg.max_words + 2,
+                              **{**concept_sizes(self.table), **cfg.model}))
         torch.manual_seed(cfg.seed)
         self.model = create_decoder(dcfg)
         self.model.concepts.head.load(self.table, self.classifier)
