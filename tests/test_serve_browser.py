@@ -212,8 +212,10 @@ def unsplash_server(tiny_checkpoints, tmp_path_factory):
 
     fake = FakeUnsplash((SAMPLES / "coffee.jpg").read_bytes())
     output = tmp_path_factory.mktemp("saved-browser-unsplash")
+    # The default timeout: the page's save waits for the download tracker, and on a busy machine the fake can take
+    # more than half a second to answer (the API tests' short timeout is for their fake that does not answer).
     settings = Settings(models={"gpt": str(tiny_checkpoints["gpt"])}, output_dir=output,
-                        unsplash_access_key="test-key", unsplash_api_url=fake.url, unsplash_timeout_s=0.5)
+                        unsplash_access_key="test-key", unsplash_api_url=fake.url)
     with BackgroundServer(create_app(settings)) as running:
         running.output, running.fake = output, fake
         yield running
