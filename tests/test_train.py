@@ -100,11 +100,14 @@ def test_fine_tuning_starts_from_a_checkpoint_with_its_vocabulary_and_extra_text
     extra = tmp_path / "extra.csv"  # words the base vocabulary never saw: they stay <unk>, the vocabulary is kept
     extra.write_text("image,caption\nx0,a koala is sleeping in a eucalyptus tree\nx1,a cup of espresso on a saucer\n")
     caplog.clear()
-    # a learning rate of ~0 and no dropout: the tuned weights are the base's, so the run started from them
+    # a learning rate of ~0 and no dropout: the tuned weights are the base's, so the run started from them; the
+    # checkpoint fixes the architecture, so the memory layers asked for are ignored, with a warning
     assert main([*common, "--out", str(tmp_path / "tuned"), "--init", str(tmp_path / "base" / "best.safetensors"),
                  "--extra-text", str(extra), "--extra-text-repeats", "3", "--lr", "1e-12", "--dropout", "0",
-                 "--text-with-image", "0.5", "--own-concepts", "0.3"]) == 0
+                 "--text-with-image", "0.5", "--own-concepts", "0.3", "--memory-layers", "1"]) == 0
+    assert "fixes the architecture; ignoring memory_layers=1 (it has 0)" in caplog.text
     tuned = CaptionModel.from_checkpoint(tmp_path / "tuned" / "best.safetensors")
+    assert tuned.info.decoder.memory_layers == 0 and tuned.info.decoder.dropout == 0 < base.info.decoder.dropout
     assert tuned.info.vocab == base.info.vocab and "eucalyptus" not in tuned.info.vocab
     for name, weight in base.decoder.state_dict().items():
         torch.testing.assert_close(tuned.decoder.state_dict()[name], weight, atol=1e-6, rtol=0)

@@ -102,11 +102,9 @@ class ConceptMemory(nn.Module):
         empty = ids == 0
         hidden = torch.cat([torch.zeros_like(has_image)[:, None], ~has_image[:, None].expand(-1, grid_values.shape[1]),
                             empty], 1)  # (images, 1 + regions + slots), True where not to look
-        if self.encoder is not None:
-            grid_values = self.encoder.place(grid_values)
         memory = torch.cat([self.null.expand(grid_values.shape[0], -1, -1), grid_values, slots], 1)
         if self.encoder is not None:
-            memory = self.encoder(memory, hidden)
+            memory = self.encoder(memory, hidden, grid_values.shape[1])
         return {"memory": memory, "hidden": hidden, "slots": slots, "empty": empty, "concept_ids": ids,
                 "concept_p": p, "image": has_image[:, None].to(memory.dtype)}
 
@@ -124,16 +122,13 @@ class MemoryEncoder(nn.Module):
         self.layers = nn.ModuleList(MemoryLayer(c) for _ in range(c.memory_layers))
         self.norm = nn.LayerNorm(c.dim)
 
-    def place(self, grid_values: torch.Tensor) -> torch.Tensor:
-        """Adds each region's position embedding to its values (images, regions, dim). Text-only training's
-        hidden placeholder grid has one region."""
-        if grid_values.shape[1] > self.position.shape[1]:
-            raise ValueError(f"the model was trained on grids of {self.position.shape[1]} regions, not "
-                             f"{grid_values.shape[1]}")
-        return grid_values + self.position[:, : grid_values.shape[1]]
-
-    def forward(self, memory: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """``memory`` (images, M, dim); ``hidden`` (images, M) True where no one may look."""
+    def forward(self, memory: torch.Tensor, hidden: torch.Tensor, regions: int) -> torch.Tensor:
+        """``memory`` (images, M, dim): the null slot, ``regions`` grid regions, the concept slots; ``hidden``
+        (images, M) True where no one may look. Text-only training's hidden placeholder grid has one region."""
+        if regions > self.position.shape[1]:
+            raise ValueError(f"the model was trained on grids of {self.position.shape[1]} regions, not {regions}")
+        memory = torch.cat([memory[:, :1], memory[:, 1: 1 + regions] + self.position[:, :regions],
+                            memory[:, 1 + regions:]], 1)
         visible = (~hidden)[:, None, None, :]
         for layer in self.layers:
             memory = layer(memory, visible)

@@ -141,6 +141,16 @@ class Trainer:
         logger.info("starting from %s (%s, %d words)", cfg.init, info.decoder.kind, len(info.vocab))
         return state, info
 
+    def init_decoder(self) -> DecoderConfig:
+        """The init checkpoint's decoder with this run's dropout. The checkpoint fixes the architecture: other model
+        options that differ from it are ignored, with a warning."""
+        saved = self.init[1].decoder
+        ignored = [f"{k}={v} (it has {getattr(saved, k)})" for k, v in self.cfg.model.items()
+                   if k != "dropout" and getattr(saved, k) != v]
+        if ignored:
+            logger.warning("init: %s fixes the architecture; ignoring %s", self.cfg.init, ", ".join(ignored))
+        return replace(saved, dropout=self.cfg.model.get("dropout", saved.dropout))
+
     def features(self, rows: np.ndarray, mirrored: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Grid (images, regions, C) and pooled (images, C) features of feature-cache ``rows``; those
         ``mirrored`` marks come from the mirrored photos' cache."""
@@ -165,7 +175,7 @@ class Trainer:
     # ---- model ------------------------------------------------------------------------------
     def build(self) -> None:
         cfg = self.cfg
-        dcfg = (self.init[1].decoder if self.init else
+        dcfg = (self.init_decoder() if self.init else
                 DecoderConfig(kind=cfg.decoder, vocab_size=len(self.vocab), feature_dim=self.cache.grid.shape[2],
                               regions=self.cache.grid.shape[1], max_len=cfg.max_words + 2,
                               **{**concept_sizes(self.table), **cfg.model}))
