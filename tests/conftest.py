@@ -53,11 +53,11 @@ TINY_TRAINING = ["--min-count", "1", "--dim", "16", "--hidden", "16", "--attenti
                  "--heads", "2", "--batch-images", "2", "--warmup-steps", "1"]
 
 
-def tiny_decoder(kind: str = "gpt", seed: int = 0, memory_layers: int = 0):
+def tiny_decoder(kind: str = "gpt", seed: int = 0, memory_layers: int = 0, memory_scope: str = "all"):
     """A tiny decoder with random weights in the current model format, and its :class:`ModelInfo`: slot tokens
     first in the vocabulary, the concept head filled from the shipped concept table and EfficientNet-Lite0's
     ImageNet classifier (so its concepts are real), reading the photo's centre square as the shipped models do
-    (``concept_crop``), the rest meaningless (needs torch). ``memory_layers``: self-attention over its memory first."""
+    (``concept_crop``), the rest meaningless (needs torch). ``memory_layers``: self-attention over its memory first, rewriting what ``memory_scope`` says."""
     torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
     from imgsum.concepts import ConceptTable, slot_tokens
     from imgsum.model_info import DecoderConfig, ModelInfo
@@ -71,7 +71,7 @@ def tiny_decoder(kind: str = "gpt", seed: int = 0, memory_layers: int = 0):
     slots = DecoderConfig().slots
     vocab = Vocabulary([*slot_tokens(slots), *TINY_WORDS])
     cfg = DecoderConfig(kind=kind, vocab_size=len(vocab), dim=32, hidden=32, attention_dim=16, layers=1, heads=2,
-                        max_len=12, slots=slots, memory_layers=memory_layers, regions=49, **concept_sizes(table))
+                        max_len=12, slots=slots, memory_layers=memory_layers, memory_scope=memory_scope, regions=49, **concept_sizes(table))
     decoder = create_decoder(cfg)
     encoder = create_encoder("efficientnet_lite0")
     decoder.concepts.head.load(table, encoder.classifier)
@@ -83,12 +83,12 @@ def tiny_decoder(kind: str = "gpt", seed: int = 0, memory_layers: int = 0):
 
 
 def make_checkpoint(path: Path, kind: str = "gpt", seed: int = 0, beam: int | None = None,
-                    memory_layers: int = 0) -> Path:
+                    memory_layers: int = 0, memory_scope: str = "all") -> Path:
     """A checkpoint of :func:`tiny_decoder`: real files, real loading, real concepts, meaningless captions;
-    ``beam``: its own beam, if not :func:`tiny_decoder`'s; ``memory_layers``: as :func:`tiny_decoder`'s."""
+    ``beam``: its own beam, if not :func:`tiny_decoder`'s; ``memory_layers``, ``memory_scope``: as :func:`tiny_decoder`'s."""
     from imgsum.checkpoint import save_checkpoint
 
-    decoder, info = tiny_decoder(kind, seed, memory_layers)
+    decoder, info = tiny_decoder(kind, seed, memory_layers, memory_scope)
     info.decoding = info.decoding.with_overrides(beam=beam)
     save_checkpoint(path, decoder.state_dict(), info)
     return path

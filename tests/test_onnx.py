@@ -102,10 +102,11 @@ def test_onnx_logits_equal_torch_step_by_step(kind, bundles, tiny_checkpoints):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_memory_layers_export_and_match_torch(kind, photos, tmp_path):
+@pytest.mark.parametrize("scope", ["all", "regions"])
+def test_memory_layers_export_and_match_torch(kind, scope, photos, tmp_path):
     from conftest import make_checkpoint
 
-    checkpoint = make_checkpoint(tmp_path / f"memory-{kind}.safetensors", kind, memory_layers=2)
+    checkpoint = make_checkpoint(tmp_path / f"memory-{kind}.safetensors", kind, memory_layers=2, memory_scope=scope)
     assert main(["export", str(checkpoint), "--out", str(tmp_path / "onnx")]) == 0
     bundle = tmp_path / "onnx" / f"memory-{kind}.json"
     on_torch, on_onnx = CaptionModel.from_checkpoint(checkpoint), OnnxCaptionModel.load(bundle)

@@ -73,6 +73,27 @@ def test_memory_layers_give_the_regions_a_place(kind: str) -> None:
         assert not torch.allclose(*logits, atol=1e-5) if moves else torch.allclose(*logits, atol=1e-5)
 
 
+@pytest.mark.parametrize("scope", ["all", "regions"])
+def test_memory_scope_says_whether_the_concept_slots_are_rewritten(scope: str) -> None:
+    from imgsum.model_info import DecoderConfig
+    from imgsum.models.concept_layers import MemoryEncoder
+
+    encoder = MemoryEncoder(DecoderConfig(dim=32, memory_layers=1, memory_scope=scope, regions=49)).eval()
+    memory = torch.randn(2, 1 + 49 + 5, 32, generator=torch.Generator().manual_seed(0))
+    hidden = torch.zeros(2, 1 + 49 + 5, dtype=torch.bool)
+    other = memory.clone()
+    other[:, 50:] += 1  # other concept slots
+    with torch.no_grad():
+        out, out_other = encoder(memory, hidden, 49), encoder(other, hidden, 49)
+    assert not torch.allclose(out[:, :50], out_other[:, :50])  # the regions see the slots either way
+    if scope == "regions":
+        assert torch.equal(out[:, 50:], memory[:, 50:])  # the slots as they came
+    else:
+        assert not torch.allclose(out[:, 50:], memory[:, 50:], atol=1e-3)
+    with pytest.raises(ValueError, match="memory_scope"):
+        MemoryEncoder(DecoderConfig(dim=32, memory_layers=1, memory_scope="slots", regions=49))
+
+
 @pytest.mark.slow
 def test_release_decoding_is_the_checkpoints_and_validation_keeps_its_own(tmp_path, caplog):
     config = tmp_path / "release.toml"

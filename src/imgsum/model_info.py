@@ -41,6 +41,7 @@ class DecoderConfig:
     depth: int = 0  # most ancestors of a concept word
     classes: int = 1000  # the encoder's classifier (ImageNet)
     memory_layers: int = 0  # self-attention layers over the memory (regions and concept slots) before decoding
+    memory_scope: str = "all"  # what the memory layers rewrite: "all" rows, or the "regions" (the concept slots kept)
     regions: int = 0  # grid regions, each given a learned position in the memory (with ``memory_layers``)
     extra: dict = field(default_factory=dict)
 

@@ -49,6 +49,9 @@ class ConceptHead(nn.Module):
         self.prob = nn.Linear(3, c.dim)
         self.slot = nn.Embedding(c.slots, c.dim)
         self.norm = nn.LayerNorm(c.dim)
+        if c.memory_scope not in ("all", "regions"):
+            raise ValueError(f"memory_scope must be 'all' or 'regions', not {c.memory_scope!r}")
+        self.regions_only = c.memory_scope == "regions"
         nn.init.zeros_(self.word.weight)
 
     @torch.no_grad()
@@ -121,18 +124,23 @@ class MemoryEncoder(nn.Module):
         self.position = nn.Parameter(torch.randn(1, c.regions, c.dim) * 0.02)
         self.layers = nn.ModuleList(MemoryLayer(c) for _ in range(c.memory_layers))
         self.norm = nn.LayerNorm(c.dim)
+        if c.memory_scope not in ("all", "regions"):
+            raise ValueError(f"memory_scope must be 'all' or 'regions', not {c.memory_scope!r}")
+        self.regions_only = c.memory_scope == "regions"
 
     def forward(self, memory: torch.Tensor, hidden: torch.Tensor, regions: int) -> torch.Tensor:
         """``memory`` (images, M, dim): the null slot, ``regions`` grid regions, the concept slots; ``hidden``
-        (images, M) True where no one may look. Text-only training's hidden placeholder grid has one region."""
+        (images, M) True where no one may look. Text-only training's hidden placeholder grid has one region. With
+        ``memory_scope`` "regions" the regions see the concept slots, and the slots are returned as they came."""
         if regions > self.position.shape[1]:
             raise ValueError(f"the model was trained on grids of {self.position.shape[1]} regions, not {regions}")
-        memory = torch.cat([memory[:, :1], memory[:, 1: 1 + regions] + self.position[:, :regions],
-                            memory[:, 1 + regions:]], 1)
+        slots = memory[:, 1 + regions:]
+        x = torch.cat([memory[:, :1], memory[:, 1: 1 + regions] + self.position[:, :regions], slots], 1)
         visible = (~hidden)[:, None, None, :]
         for layer in self.layers:
-            memory = layer(memory, visible)
-        return self.norm(memory)
+            x = layer(x, visible)
+        x = self.norm(x)
+        return torch.cat([x[:, : 1 + regions], slots], 1) if self.regions_only else x
 
 
 class MemoryLayer(nn.Module):

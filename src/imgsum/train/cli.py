@@ -10,7 +10,8 @@ from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-MODEL_OPTIONS = ("dim", "hidden", "attention_dim", "layers", "heads", "mlp_ratio", "dropout", "slots", "memory_layers")
+MODEL_OPTIONS = ("dim", "hidden", "attention_dim", "layers", "heads", "mlp_ratio", "dropout", "slots", "memory_layers",
+                 "memory_scope")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,8 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", help="start from this checkpoint's decoder and vocabulary (fine-tuning)")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/imgsum/features)")
-    for name in MODEL_OPTIONS:
+    for name in MODEL_OPTIONS[:-1]:
         p.add_argument("--" + name.replace("_", "-"), type=float if name == "dropout" else int, help="decoder hyper-parameter")
+    p.add_argument("--memory-scope", choices=("all", "regions"),
+                   help="what the memory layers rewrite: all the memory (default), or only the grid regions")
 
 
 def run(args: argparse.Namespace) -> int:
