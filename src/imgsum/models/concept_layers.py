@@ -49,9 +49,6 @@ class ConceptHead(nn.Module):
         self.prob = nn.Linear(3, c.dim)
         self.slot = nn.Embedding(c.slots, c.dim)
         self.norm = nn.LayerNorm(c.dim)
-        if c.memory_scope not in ("all", "regions"):
-            raise ValueError(f"memory_scope must be 'all' or 'regions', not {c.memory_scope!r}")
-        self.regions_only = c.memory_scope == "regions"
         nn.init.zeros_(self.word.weight)
 
     @torch.no_grad()
